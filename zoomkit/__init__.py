@@ -1,0 +1,3 @@
+"""zoomkit: zoom, framing and spatial bias in image classifiers."""
+
+__version__ = "0.1.0"

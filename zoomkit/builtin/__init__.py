@@ -1,0 +1,1 @@
+"""The paper's components, registered as ordinary plugins (see `zoomkit.plugins.BUILTIN_PLUGINS`)."""

@@ -1,0 +1,226 @@
+"""Streaming writer for results files.
+
+A run writes `<name>.partial`, appending the rows of finished samples after every batch and flushing,
+then bumping the root attribute `committed`. The partial file is uncompressed so that a chunk, once
+placed, never moves: rows below `committed` survive a kill at any instant. `finish()` rewrites it
+compressed and renames it to `<name>`. `--resume` reopens the partial file and continues at `committed`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from zoomkit.errors import ZoomkitError
+from zoomkit.results import schema
+from zoomkit.specs import CropSpec
+
+_STR = h5py.string_dtype()
+
+
+@dataclass
+class Rows:
+    """Rows for a contiguous block of samples, in dataset order."""
+
+    ids: list[str]
+    sources: list[str]
+    origins: list[str]
+    errors: list[str]
+    widths: np.ndarray  # (m,) int32
+    heights: np.ndarray  # (m,) int32
+    labels: dict[str, np.ndarray]  # set -> (m, L) int32 padded with -1
+    top1: np.ndarray  # (m, C) int16, ImageNet-1k indices (-1 where the image failed)
+    confidence: np.ndarray  # (m, C) float32: top-1 probability inside the label space
+    entropy: np.ndarray  # (m, C) float32: entropy (nats) of the label-space softmax
+    topk_index: np.ndarray  # (m, C, k) int16
+    topk_prob: np.ndarray  # (m, C, k) float32
+    correct: dict[str, np.ndarray]  # set -> (m, C) bool
+    logits: np.ndarray | None = None  # (m, C, K) float16, when requested
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + schema.PARTIAL_SUFFIX)
+
+
+class ResultsWriter:
+    """Append-only writer of one (model, dataset, crop strategy) run."""
+
+    def __init__(self, path: Path, handle: h5py.File):
+        self.path = path
+        self.file = handle
+
+    # ------------------------------------------------------------------------------------ creation
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        *,
+        attrs: Mapping[str, Any],
+        run_key: Mapping[str, Any],
+        crops: Sequence[CropSpec],
+        label_sets: Sequence[str],
+        label_width: int,
+        topk: int,
+        num_logits: int | None,
+        texts: Mapping[str, str | Sequence[str]] = {},  # noqa: B006 - read only
+        arrays: Mapping[str, np.ndarray] = {},  # noqa: B006 - read only
+    ) -> ResultsWriter:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = h5py.File(partial_path(path), "w", libver="latest")
+        handle.attrs["format"] = schema.FORMAT
+        handle.attrs["format_version"] = schema.FORMAT_VERSION
+        for key, value in attrs.items():
+            handle.attrs[key] = value
+        handle.attrs["run_key"] = json.dumps(run_key, sort_keys=True)
+        handle.attrs["committed"] = 0
+        handle.attrs["complete"] = False
+        handle.attrs["label_sets"] = json.dumps(list(label_sets))
+
+        table = handle.create_group(schema.CROPS_GROUP)
+        table["scale"] = np.array([c.scale for c in crops], dtype=np.int16)
+        table["row"] = np.array([c.row for c in crops], dtype=np.int8)
+        table["col"] = np.array([c.col for c in crops], dtype=np.int8)
+        table.create_dataset("label", data=[c.label for c in crops], dtype=_STR)
+        meta = handle.create_group(schema.META_GROUP)
+        for name, text in texts.items():
+            meta.create_dataset(name, data=text, dtype=_STR)
+        for name, array in arrays.items():
+            meta[name] = array
+
+        n_crops, chunk = len(crops), schema.SAMPLE_AXIS_CHUNK
+
+        def grow(name: str, tail: tuple[int, ...], dtype: Any, fill: Any = 0) -> None:
+            handle.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), chunks=(chunk, *tail),
+                                  dtype=dtype, fillvalue=fill)
+
+        for name in ("samples/id", "samples/source", "samples/origin", "samples/error"):
+            handle.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(256,), dtype=_STR)
+        grow("samples/width", (), np.int32)
+        grow("samples/height", (), np.int32)
+        for name in label_sets:
+            grow(f"{schema.LABELS_GROUP}/{name}", (label_width,), np.int32, schema.LABEL_PAD)
+            grow(f"{schema.CORRECT_GROUP}/{name}", (n_crops,), bool, False)
+        grow("predictions/top1", (n_crops,), np.int16, -1)
+        grow("predictions/confidence", (n_crops,), np.float32)
+        grow("predictions/entropy", (n_crops,), np.float32)
+        grow("predictions/topk_index", (n_crops, topk), np.int16, -1)
+        grow("predictions/topk_prob", (n_crops, topk), np.float32)
+        if num_logits:
+            handle.create_dataset(schema.LOGITS, shape=(0, n_crops, num_logits),
+                                  maxshape=(None, n_crops, num_logits), chunks=(1, n_crops, num_logits),
+                                  dtype=np.float16)
+        handle.flush()
+        return cls(path, handle)
+
+    @classmethod
+    def resume(cls, path: Path, run_key: Mapping[str, Any]) -> ResultsWriter:
+        """Reopen `<path>.partial`, checking that it belongs to the same run."""
+        partial = partial_path(Path(path))
+        try:
+            handle = h5py.File(partial, "r+", libver="latest")
+        except OSError as exc:
+            raise ZoomkitError(f"cannot reopen {partial} to resume ({exc}); delete it to start over") from None
+        stored = json.loads(handle.attrs["run_key"])
+        expected = json.loads(json.dumps(run_key, sort_keys=True))
+        if stored != expected:
+            diff = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
+            handle.close()
+            raise ZoomkitError(
+                f"{partial} was written by a different run (differs in: {', '.join(diff)}); "
+                "use the same options or delete it"
+            )
+        writer = cls(Path(path), handle)
+        writer._truncate(writer.committed)
+        return writer
+
+    # ------------------------------------------------------------------------------------- writing
+    @property
+    def committed(self) -> int:
+        return int(self.file.attrs["committed"])
+
+    def _truncate(self, n: int) -> None:
+        """Drop rows past `n` (written by a run that was killed before committing them)."""
+        for dataset in self._row_datasets():
+            if dataset.shape[0] != n:
+                dataset.resize(n, axis=0)
+
+    def _row_datasets(self) -> list[h5py.Dataset]:
+        found: list[h5py.Dataset] = []
+
+        def visit(_: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None:
+                found.append(obj)
+
+        self.file.visititems(visit)
+        return found
+
+    def append(self, rows: Rows) -> None:
+        """Write a block of finished samples, flush, then commit them."""
+        m = len(rows)
+        if m == 0:
+            return
+        start = self.committed
+        f = self.file
+        columns: dict[str, Any] = {
+            "samples/id": rows.ids, "samples/source": rows.sources, "samples/origin": rows.origins,
+            "samples/error": rows.errors, "samples/width": rows.widths, "samples/height": rows.heights,
+            "predictions/top1": rows.top1, "predictions/confidence": rows.confidence,
+            "predictions/entropy": rows.entropy, "predictions/topk_index": rows.topk_index,
+            "predictions/topk_prob": rows.topk_prob,
+        }
+        for name, array in rows.labels.items():
+            columns[f"{schema.LABELS_GROUP}/{name}"] = array
+        for name, array in rows.correct.items():
+            columns[f"{schema.CORRECT_GROUP}/{name}"] = array
+        if rows.logits is not None and schema.LOGITS in f:
+            columns[schema.LOGITS] = rows.logits
+        for name, values in columns.items():
+            dataset = f[name]
+            dataset.resize(start + m, axis=0)
+            dataset[start:start + m] = values
+        f.flush()
+        f.attrs["committed"] = start + m
+        f.flush()
+
+    def finish(self) -> Path:
+        """Mark complete, rewrite compressed into `<path>`, remove the partial file."""
+        self.file.attrs["complete"] = True
+        self.file.flush()
+        partial = Path(self.file.filename)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with h5py.File(tmp, "w", libver="latest") as out:
+            for key, value in self.file.attrs.items():
+                out.attrs[key] = value
+            self.file.visititems(lambda name, obj: _copy_compressed(out, name, obj))
+        self.file.close()
+        os.replace(tmp, self.path)
+        partial.unlink()
+        return self.path
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+
+
+def _copy_compressed(out: h5py.File, name: str, obj: Any) -> None:
+    if isinstance(obj, h5py.Group):
+        out.require_group(name)
+        return
+    kwargs: dict[str, Any] = {}
+    if obj.chunks is not None:
+        kwargs = dict(chunks=obj.chunks, maxshape=obj.maxshape, compression="gzip", compression_opts=4,
+                      shuffle=obj.dtype.kind != "O")
+    data = obj[()]
+    out.create_dataset(name, data=data, dtype=obj.dtype, fillvalue=obj.fillvalue
+                       if obj.dtype.kind != "O" else None, **kwargs)
