@@ -87,6 +87,8 @@ def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, worke
            save_logits, resume, overwrite, as_json, weights, download, random_init, device, amp,
            channels_last, seed) -> None:
     """Accuracy when the best of the zoom crops is chosen (paper Table 1)."""
+    import torch
+
     from zoomkit import components
     from zoomkit.engine.forward import CropClassifier, resolve_device
     from zoomkit.engine.oracle import RunOptions, results_name, run_oracle
@@ -106,6 +108,7 @@ def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, worke
     )
     summaries = []
     for name in models:
+        torch.manual_seed(seed)  # random-init weights depend on the seed alone, not on model order
         model = components.load_model(name, weights=weights, allow_download=download,
                                       random_init=random_init, device=str(dev))
         space = label_space(data.classes, subset_mode, model.num_classes)

@@ -13,7 +13,9 @@ from rich.console import Console
 
 @cache
 def out_console() -> Console:
-    return Console(soft_wrap=True)
+    """stdout; wide when piped, so tables stay readable in logs and files."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 @cache

@@ -24,6 +24,11 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoomkit.builtin.local_datasets",
     "zoomkit.builtin.zoom_crops",
     "zoomkit.builtin.selection_rules",
+    "zoomkit.builtin.imagenet_datasets",
+    "zoomkit.builtin.clip_models",
+    "zoomkit.builtin.analysis_commands",
+    "zoomkit.builtin.imagenet_hard",
+    "zoomkit.builtin.hard_commands",
 )
 
 
@@ -63,8 +68,9 @@ class PluginHost:
     def _collect(self, kind: str) -> dict[str, Registered]:
         hook = getattr(self.pm.hook, COMPONENT_KINDS[kind])
         found: dict[str, Registered] = {}
-        # Call each implementation on its own, so one broken plugin cannot take the others down.
-        for impl in reversed(hook.get_hookimpls()):
+        # Call each implementation on its own (in registration order, built-ins first), so one broken
+        # plugin cannot take the others down.
+        for impl in hook.get_hookimpls():
             try:
                 specs = list(impl.function() or ())
             except Exception as exc:  # a third-party hook failed: report it and go on
@@ -73,7 +79,7 @@ class PluginHost:
             for spec in specs:
                 if spec.name in found:
                     raise DuplicateComponentError(
-                        f"{kind[:-1] if kind != 'tta' else 'TTA method'} name {spec.name!r} is registered by "
+                        f"{_singular(kind)} name {spec.name!r} is registered by "
                         f"both plugin {found[spec.name].plugin!r} and plugin {impl.plugin_name!r}; "
                         "uninstall or rename one of them"
                     )
@@ -85,7 +91,7 @@ class PluginHost:
         components = self.components(kind)
         if name in components:
             return components[name].spec
-        if kind == "models":
+        if kind in ("models", "datasets"):
             for registered in components.values():
                 matches = getattr(registered.spec, "matches", None)
                 if matches is not None and matches(name):
@@ -95,7 +101,7 @@ class PluginHost:
         )
 
     def register_commands(self, cli: Any) -> None:
-        for impl in reversed(self.pm.hook.zoomkit_register_commands.get_hookimpls()):
+        for impl in self.pm.hook.zoomkit_register_commands.get_hookimpls():
             try:
                 impl.function(cli=cli)
             except Exception as exc:
@@ -132,7 +138,11 @@ def build_host(builtins: Iterable[str] = BUILTIN_PLUGINS, entry_points: bool = T
     from zoomkit import __version__
 
     for module_name in builtins:
-        pm.register(importlib.import_module(module_name), name=module_name)
+        try:
+            pm.register(importlib.import_module(module_name), name=module_name)
+        except Exception as exc:  # even a broken built-in must not take the CLI down
+            host._fail(module_name, f"failed to load: {_describe(exc)}")
+            continue
         host.versions[module_name] = __version__
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):

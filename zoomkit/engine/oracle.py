@@ -157,7 +157,7 @@ def _start_point(writer: ResultsWriter, n_crops: int, batch_size: int) -> tuple[
     committed = writer.committed
     if committed == 0:
         return 0, 0
-    errors = writer.file["samples/error"][:committed]
+    errors = writer.read_committed("samples/error")
     ok_indices = [i for i, e in enumerate(errors) if not e]
     flat = len(ok_indices) * n_crops
     cut = flat - flat % batch_size

@@ -1,16 +1,18 @@
 """Streaming writer for results files.
 
 A run writes `<name>.partial`, appending the rows of finished samples after every batch and flushing,
-then bumping the root attribute `committed`. The partial file is uncompressed so that a chunk, once
+then bumping the root attribute `committed`. The file is open only while a block is written, so worker
+processes forked during a run never hold it (nor its lock) after the run is killed. The partial file is uncompressed so that a chunk, once
 placed, never moves: rows below `committed` survive a kill at any instant. `finish()` rewrites it
 compressed and renames it to `<name>`. `--resume` reopens the partial file and continues at `committed`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,14 @@ def partial_path(path: Path) -> Path:
 class ResultsWriter:
     """Append-only writer of one (model, dataset, crop strategy) run."""
 
-    def __init__(self, path: Path, handle: h5py.File):
+    def __init__(self, path: Path):
         self.path = path
-        self.file = handle
+        self.partial = partial_path(path)
+
+    @contextlib.contextmanager
+    def _open(self, mode: str = "r+") -> Iterator[h5py.File]:
+        with h5py.File(self.partial, mode, libver="latest") as handle:
+            yield handle
 
     # ------------------------------------------------------------------------------------ creation
     @classmethod
@@ -120,8 +127,8 @@ class ResultsWriter:
             handle.create_dataset(schema.LOGITS, shape=(0, n_crops, num_logits),
                                   maxshape=(None, n_crops, num_logits), chunks=(1, n_crops, num_logits),
                                   dtype=np.float16)
-        handle.flush()
-        return cls(path, handle)
+        handle.close()
+        return cls(path)
 
     @classmethod
     def resume(cls, path: Path, run_key: Mapping[str, Any]) -> ResultsWriter:
@@ -140,38 +147,39 @@ class ResultsWriter:
                 f"{partial} was written by a different run (differs in: {', '.join(diff)}); "
                 "use the same options or delete it"
             )
-        writer = cls(Path(path), handle)
-        writer._truncate(writer.committed)
+        handle.close()
+        writer = cls(Path(path))
+        with writer._open() as f:
+            writer._truncate(f)
         return writer
 
     # ------------------------------------------------------------------------------------- writing
     @property
     def committed(self) -> int:
-        return int(self.file.attrs["committed"])
+        with self._open("r") as f:
+            return int(f.attrs["committed"])
 
-    def _truncate(self, n: int) -> None:
-        """Drop rows past `n` (written by a run that was killed before committing them)."""
-        for dataset in self._row_datasets():
-            if dataset.shape[0] != n:
-                dataset.resize(n, axis=0)
+    def read_committed(self, name: str) -> np.ndarray:
+        """A per-sample dataset's committed rows."""
+        with self._open("r") as f:
+            return f[name][: int(f.attrs["committed"])]
 
-    def _row_datasets(self) -> list[h5py.Dataset]:
-        found: list[h5py.Dataset] = []
+    @staticmethod
+    def _truncate(f: h5py.File) -> None:
+        """Drop rows past `committed` (written by a run that was killed before committing them)."""
+        n = int(f.attrs["committed"])
 
         def visit(_: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None:
-                found.append(obj)
+            if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None and obj.shape[0] != n:
+                obj.resize(n, axis=0)
 
-        self.file.visititems(visit)
-        return found
+        f.visititems(visit)
 
     def append(self, rows: Rows) -> None:
         """Write a block of finished samples, flush, then commit them."""
         m = len(rows)
         if m == 0:
             return
-        start = self.committed
-        f = self.file
         columns: dict[str, Any] = {
             "samples/id": rows.ids, "samples/source": rows.sources, "samples/origin": rows.origins,
             "samples/error": rows.errors, "samples/width": rows.widths, "samples/height": rows.heights,
@@ -183,34 +191,32 @@ class ResultsWriter:
             columns[f"{schema.LABELS_GROUP}/{name}"] = array
         for name, array in rows.correct.items():
             columns[f"{schema.CORRECT_GROUP}/{name}"] = array
-        if rows.logits is not None and schema.LOGITS in f:
+        if rows.logits is not None:
             columns[schema.LOGITS] = rows.logits
-        for name, values in columns.items():
-            dataset = f[name]
-            dataset.resize(start + m, axis=0)
-            dataset[start:start + m] = values
-        f.flush()
-        f.attrs["committed"] = start + m
-        f.flush()
+        with self._open() as f:
+            start = int(f.attrs["committed"])
+            for name, values in columns.items():
+                dataset = f[name]
+                dataset.resize(start + m, axis=0)
+                dataset[start:start + m] = values
+            f.flush()
+            f.attrs["committed"] = start + m
+            f.flush()
 
     def finish(self) -> Path:
         """Mark complete, rewrite compressed into `<path>`, remove the partial file."""
-        self.file.attrs["complete"] = True
-        self.file.flush()
-        partial = Path(self.file.filename)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with h5py.File(tmp, "w", libver="latest") as out:
-            for key, value in self.file.attrs.items():
+        with self._open() as f, h5py.File(tmp, "w", libver="latest") as out:
+            f.attrs["complete"] = True
+            for key, value in f.attrs.items():
                 out.attrs[key] = value
-            self.file.visititems(lambda name, obj: _copy_compressed(out, name, obj))
-        self.file.close()
+            f.visititems(lambda name, obj: _copy_compressed(out, name, obj))
         os.replace(tmp, self.path)
-        partial.unlink()
+        self.partial.unlink()
         return self.path
 
     def close(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
+        """Nothing stays open between writes; kept so callers can always close."""
 
 
 def _copy_compressed(out: h5py.File, name: str, obj: Any) -> None:
