@@ -27,7 +27,7 @@ figcaption { font-size: 13px; color: #4a5568; }
 """
 
 
-NUMBER = re.compile(r"^[+-]?(\d+(\.\d+)?%?|-)( .*)?$")
+NUMBER = re.compile(r"^[+-]?(\d+(\.\d+)?%?|-)( \(.*\)| of .*)?$")  # "75.00", "-", "50.00 (-25.00)"
 
 
 def _numeric(text: str) -> bool:
