@@ -4,11 +4,20 @@ import numpy as np
 import pytest
 from handmade_results import CORRECT, CROPS, ERRORS, SIZES, write_example
 
-from zoomkit.engine.bias import anchor_matrix, cell_solved, spatial_bias, top_cover_share, visibility_matrix
+from zoomkit.engine.bias import (
+    anchor_matrix,
+    cell_solved,
+    spatial_bias,
+    top_cover_share,
+    visibility_matrix,
+    visibility_tables,
+)
 from zoomkit.geometry import crop_box, resized_size, visible_cells
 from zoomkit.specs import CropSpec
 
 OK = np.array([e == "" for e in ERRORS])
+PAPER_SCALES = (10, 16, 32, 48, 64, 96, 122, 128, 192, 224, 235, 240, 256, 288, 320, 348, 384, 448, 460, 512,
+                573, 576, 640, 664, 672, 680, 686, 690, 700, 720, 768, 798, 832, 896, 911, 1024)
 
 
 def cells(*pairs):
@@ -44,6 +53,19 @@ def test_visibility_of_wide_image_by_hand():
     table = visibility_matrix(600, 300, [CropSpec(128, 0, 0), CropSpec(224, 1, 1)])
     np.testing.assert_array_equal(table[0], cells(*[(i, j) for i in range(3) for j in (0, 1)]))
     np.testing.assert_array_equal(table[1], cells((0, 1), (1, 1), (2, 1)))
+
+
+def test_vectorised_visibility_equals_geometry_module():
+    """visibility_tables (all sizes at once) against zoomkit.geometry, crop by crop, on the 324 crops."""
+    rng = np.random.default_rng(7)
+    sizes = np.concatenate([rng.integers(20, 2000, size=(12, 2)), [[300, 300], [600, 300], [301, 1000]]])
+    crops = [CropSpec(s, r, c) for s in PAPER_SCALES for r in range(3) for c in range(3)]
+    tables = visibility_tables(sizes, crops)
+    for (width, height), table in zip(sizes, tables, strict=True):
+        for crop, row in zip(crops, table, strict=True):
+            w, h = resized_size(int(width), int(height), crop.scale)
+            expected = cells(*visible_cells(w, h, crop_box(w, h, crop.row, crop.col)))
+            np.testing.assert_array_equal(row, expected, err_msg=f"{width}x{height} {crop}")
 
 
 def test_anchor_matrix():

@@ -6,7 +6,7 @@ least one *counted* transform. Row 0 is the top of the image, column 0 its left.
 - ``visibility`` (the paper's heatmaps): a transform counts for cell (i, j) of an image when that cell's
   anchor (tile centre) lies inside the transform's crop window on the resized image. Zoom-out crops
   therefore count for every cell they show, zoom-in crops only for the cells they show. Visibility depends
-  only on (original image size, transform), so images are grouped by size.
+  only on (original image size, transform): it is computed once per distinct size, vectorised.
 - ``anchor`` (the simpler notebook variant): a transform counts only for the cell it is anchored at.
 
 By default the visibility variant counts only the model's min-cover transforms (as the paper did) and the
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from zoomkit.engine.setcover import greedy_cover
-from zoomkit.geometry import crop_box, resized_size, visible_cells
 from zoomkit.specs import CropSpec
 
 VARIANTS = ("visibility", "anchor")
 TRANSFORM_SETS = ("cover", "all")
 TOP_COVER = 36
+CHUNK = 1024  # distinct sizes, and images, per block (bounds memory to a few MB)
 
 
 @dataclass(frozen=True)
@@ -77,16 +77,36 @@ class BiasGrid:
         }
 
 
+def visibility_tables(sizes: np.ndarray, crops: Sequence[CropSpec], size: int = 224,
+                      grid: int = 3) -> np.ndarray:
+    """(U, C, g*g) bool for U original (width, height) pairs: cell k = row * g + col is visible in crop c.
+
+    Vectorised form of :mod:`zoomkit.geometry` (`resized_size`, `anchor`, `crop_box`, `visible_cells`);
+    tests check that the two agree.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+    width, height = sizes[:, :1], sizes[:, 1:]  # (U, 1)
+    scale = np.array([c.scale for c in crops], dtype=np.int64)[None, :]  # (1, C)
+    rows = np.array([c.row for c in crops])[None, :, None]  # (1, C, 1)
+    cols = np.array([c.col for c in crops])[None, :, None]
+    # torchvision's Resize(int): the shorter side becomes S, the longer int(S * long / short).
+    portrait = width <= height
+    new_w = np.where(portrait, scale, (scale * width / height).astype(np.int64))
+    new_h = np.where(portrait, (scale * height / width).astype(np.int64), scale)
+    tile_w, tile_h = (new_w // grid)[:, :, None], (new_h // grid)[:, :, None]  # (U, C, 1)
+    cells = np.arange(grid)[None, None, :]
+    anchor_x, anchor_y = cells * tile_w + tile_w // 2, cells * tile_h + tile_h // 2  # (U, C, g)
+    left = cols * tile_w + tile_w // 2 - size // 2  # the crop's window, centred on its own anchor
+    top = rows * tile_h + tile_h // 2 - size // 2
+    seen_x = (left <= anchor_x) & (anchor_x < left + size)  # (U, C, g) over columns
+    seen_y = (top <= anchor_y) & (anchor_y < top + size)  # (U, C, g) over rows
+    return (seen_y[:, :, :, None] & seen_x[:, :, None, :]).reshape(len(sizes), len(crops), grid * grid)
+
+
 def visibility_matrix(width: int, height: int, crops: Sequence[CropSpec], size: int = 224,
                       grid: int = 3) -> np.ndarray:
     """(C, g*g) bool: cell k = row * g + col is visible in crop c of a width x height image."""
-    table = np.zeros((len(crops), grid * grid), dtype=bool)
-    for index, crop in enumerate(crops):
-        w, h = resized_size(width, height, crop.scale)
-        box = crop_box(w, h, crop.row, crop.col, size, grid)
-        for row, col in visible_cells(w, h, box, grid):
-            table[index, row * grid + col] = True
-    return table
+    return visibility_tables(np.array([[width, height]]), crops, size, grid)[0]
 
 
 def anchor_matrix(crops: Sequence[CropSpec], grid: int = 3) -> np.ndarray:
@@ -117,9 +137,14 @@ def cell_solved(correct: np.ndarray, crops: Sequence[CropSpec], sizes: np.ndarra
         return solved
     unique, inverse = np.unique(np.asarray(sizes).reshape(-1, 2), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    for group, (width, height) in enumerate(unique):
-        rows = np.flatnonzero(inverse == group)
-        solved[rows] = _solves(correct[rows], visibility_matrix(int(width), int(height), crops, size, grid))
+    order = np.argsort(inverse, kind="stable")  # images grouped by size
+    bounds = np.searchsorted(inverse[order], np.arange(0, len(unique) + CHUNK, CHUNK))
+    for block, first in enumerate(range(0, len(unique), CHUNK)):
+        tables = visibility_tables(unique[first:first + CHUNK], crops, size, grid)  # once per size
+        members = order[bounds[block]:bounds[block + 1]]
+        for start in range(0, len(members), CHUNK):
+            rows = members[start:start + CHUNK]
+            solved[rows] = (correct[rows, :, None] & tables[inverse[rows] - first]).any(axis=1)
     return solved
 
 
