@@ -22,7 +22,7 @@ def open_dataset(name: str, root: Path | None = None, limit: int | None = None,
         raise ZoomkitError(f"dataset {name!r} needs --data-root PATH ({spec.layout})")
     if root is not None and not Path(root).expanduser().exists():
         raise ZoomkitError(f"--data-root {root} does not exist")
-    dataset = spec.open(DatasetRequest(Path(root).expanduser() if root else None, options or {}))
+    dataset = spec.open(DatasetRequest(Path(root).expanduser() if root else None, options or {}, name=name))
     return dataset.limited(limit)
 
 

@@ -101,6 +101,7 @@ class Dataset:
 class DatasetRequest:
     root: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    name: str = ""  # the name the user gave (for a family spec, e.g. `hf:taesiri/imagenet-hard`)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class DatasetSpec:
     description: str = ""
     layout: str = ""  # the on-disk layout expected under --data-root
     needs_root: bool = True
+    matches: Callable[[str], bool] | None = None  # a family spec: accepts names other than `name`
 
 
 # ------------------------------------------------------------------------------------ crop strategies
