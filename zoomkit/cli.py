@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from zoomkit import __version__
+from zoomkit.config import with_run_config
 from zoomkit.console import err_console, out_console, progress_reporter
 from zoomkit.errors import ZoomkitError
 from zoomkit.plugins import get_host
@@ -65,7 +66,8 @@ def model_options(fn):
 
 
 @cli.command()
-@click.option("-m", "--model", "models", multiple=True, help=f"Model name (repeatable) [default: {DEFAULT_MODEL}]")
+@click.option("-m", "--model", "models", multiple=True,
+              help=f"Model name (repeatable; `paper` = the paper's six) [default: {DEFAULT_MODEL}]")
 @click.option("-d", "--dataset", default=DEFAULT_DATASET, show_default=True)
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset folder.")
 @click.option("--crops", "crops_name", default=DEFAULT_CROPS, show_default=True, help="Crop strategy.")
@@ -82,11 +84,30 @@ def model_options(fn):
 @click.option("--resume", is_flag=True, help="Continue an unfinished run (or reuse a finished one).")
 @click.option("--overwrite", is_flag=True, help="Recompute even if results exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list to stdout.")
+@click.option("--clip-norm", type=click.Choice(["imagenet", "native"]), default="imagenet", show_default=True,
+              help="CLIP input normalisation: ImageNet mean/std (the paper's zoom study) or CLIP's own.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML run config (models, datasets with data roots, any option); flags you pass win.")
+@click.option("--dry-run", is_flag=True, help="List the planned runs, data roots and weights; load nothing.")
 @model_options
+@with_run_config(DEFAULT_MODEL, DEFAULT_DATASET)
 def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, workers, subset_mode, topk,
-           save_logits, resume, overwrite, as_json, weights, download, random_init, device, amp,
-           channels_last, seed) -> None:
-    """Accuracy when the best of the zoom crops is chosen (paper Table 1)."""
+           save_logits, resume, overwrite, as_json, clip_norm, config_path, dry_run, weights, download,
+           random_init, device, amp, channels_last, seed, run_config) -> None:
+    """Accuracy when the best of the zoom crops is chosen (paper Table 1).
+
+    `-m paper` runs the paper's six models; `--config FILE` reads models, datasets and options from YAML.
+    """
+    from zoomkit.run_plan import plan_json, plan_runs, plan_tables
+
+    plan = plan_runs(run_config)  # checks every name before anything heavy happens
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps(plan_json(plan, run_config), indent=2))
+        else:
+            for table in plan_tables(plan, run_config):
+                out_console().print(table)
+        return
     import torch
 
     from zoomkit import components
@@ -96,28 +117,31 @@ def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, worke
     from zoomkit.engine.summary import summarize
     from zoomkit.results import open_results
 
-    models = models or (DEFAULT_MODEL,)
     strategy = components.crop_strategy(crops_name)
-    data = components.open_dataset(dataset, data_root, limit)
+    opened = [components.open_dataset(d.name, d.data_root, limit) for d in run_config.datasets]
     dev = resolve_device(device)
     use_amp = (dev.type == "cuda") if amp is None else amp
     options = RunOptions(
         batch_size=batch_size, workers=default_workers() if workers is None else workers, resume=resume,
         overwrite=overwrite, topk=topk, save_logits=save_logits, subset_mode=subset_mode, seed=seed,
-        command=shlex.join(["zoomkit", *sys.argv[1:]]), attrs=_version_attrs(),
+        command=shlex.join(["zoomkit", *sys.argv[1:]]), config_yaml=run_config.to_yaml(),
+        attrs=_version_attrs(),
     )
     summaries = []
-    for name in models:
+    for entry in run_config.models:
+        name = entry.name
         torch.manual_seed(seed)  # random-init weights depend on the seed alone, not on model order
-        model = components.load_model(name, weights=weights, allow_download=download,
-                                      random_init=random_init, device=str(dev))
-        space = label_space(data.classes, subset_mode, model.num_classes)
-        classifier = CropClassifier(model, dev, space, topk, use_amp, channels_last, save_logits)
-        path = out / results_name(name, data.name, strategy.name)
-        with progress_reporter(f"{name} on {data.name}", len(data)) as report:
-            run_oracle(classifier, data, strategy, path, options, report)
-        with open_results(path) as results:
-            summaries.append(summarize(results))
+        model = components.load_model(name, weights=entry.weights, allow_download=download,
+                                      random_init=random_init, device=str(dev),
+                                      options={"clip_norm": clip_norm})
+        for data in opened:
+            space = label_space(data.classes, subset_mode, model.num_classes)
+            classifier = CropClassifier(model, dev, space, topk, use_amp, channels_last, save_logits)
+            path = out / results_name(name, data.name, strategy.name)
+            with progress_reporter(f"{name} on {data.name}", len(data)) as report:
+                run_oracle(classifier, data, strategy, path, options, report)
+            with open_results(path) as results:
+                summaries.append(summarize(results))
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
     else:
