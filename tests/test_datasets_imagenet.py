@@ -217,7 +217,18 @@ def test_objectnet_missing_mappings_names_the_file(zoomkit_host, tmp_path):
         components.open_dataset("objectnet", tmp_path / "on")
 
 
+def render(table) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    console.print(table)
+    return console.file.getvalue()
+
+
 def test_oracle_records_mask_and_full_subset_modes(run_cli, tiny_model, tmp_path):
+    from zoomkit.report.terminal import oracle_table
     from zoomkit.results import open_results
 
     root = tmp_path / "imagenet-a"
@@ -227,7 +238,9 @@ def test_oracle_records_mask_and_full_subset_modes(run_cli, tiny_model, tmp_path
         result = run_cli("oracle", "-m", tiny_model, "-d", "imagenet-a", "--data-root", root,
                          "--crops", "center", "-o", out, "-j", "0", "--subset-mode", mode, "--json")
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)[0]["subset_mode"] == mode
+        (summary,) = json.loads(result.stdout)
+        assert summary["subset_mode"] == mode
+        assert f"imagenet-a │ label  │ {mode}" in render(oracle_table([summary]))
         (path,) = out.glob("*.h5")
         with open_results(path) as results:
             assert results.attrs["subset_mode"] == mode
