@@ -164,3 +164,13 @@ def test_openai_torchscript_archive_is_refused_with_a_hint(tmp_path):
         torch.jit.script(torch.nn.Linear(2, 2)).save(str(archive))
     with pytest.raises(ZoomkitError, match="TorchScript archive"):
         clip_models.load_state(CLIP(**TINY_CLIP), archive)
+
+
+def test_dry_run_reports_clip_weights_not_in_the_cache(run_cli, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    result = run_cli("oracle", "-m", "clip-vit-l-14", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    weights = json.loads(result.stdout)["runs"][0]["weights"]
+    assert "NOT FOUND locally" in weights and clip_models.HF_REPO in weights

@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zoomkit.config import PAPER_MODELS, RunConfig
+from zoomkit.config import PAPER_MODELS, ModelEntry, RunConfig
 from zoomkit.errors import ZoomkitError
 from zoomkit.plugins import PluginHost, get_host
+from zoomkit.specs import ModelRequest
 
 TORCHVISION_PLUGIN = "zoomkit-torchvision"
 
@@ -47,6 +48,22 @@ def check_paper_models(config: RunConfig, host: PluginHost) -> None:
         )
 
 
+def weights_source(model: ModelEntry, spec: Any, random_init: bool, download: bool) -> str:
+    """Where a model's weights will come from, checked on disk where the plugin can say (no loading)."""
+    if random_init:
+        return "random init"
+    if model.weights is not None:
+        return str(model.weights) + ("" if Path(model.weights).expanduser().is_file() else " (MISSING)")
+    stated = spec.weights or "(not stated by the plugin)"
+    locate = getattr(spec, "locate_weights", None)
+    if locate is None:
+        return stated
+    found = locate(ModelRequest(model.name))
+    if found:
+        return f"found: {found}"
+    return f"{stated} (NOT FOUND locally{'; will download' if download else ''})"
+
+
 def plan_runs(config: RunConfig, host: PluginHost | None = None) -> list[PlannedRun]:
     """Every (model, dataset) run with its data root, weights source and results file; names are checked."""
     from zoomkit.engine.oracle import results_name
@@ -60,14 +77,8 @@ def plan_runs(config: RunConfig, host: PluginHost | None = None) -> list[Planned
     datasets = [(entry, host.get("datasets", entry.name)) for entry in config.datasets]
     plan = []
     for model in config.models:
-        spec = host.get("models", model.name)
-        if settings.get("random_init"):
-            weights = "random init"
-        elif model.weights is not None:
-            found = Path(model.weights).expanduser().is_file()
-            weights = str(model.weights) + ("" if found else " (MISSING)")
-        else:
-            weights = spec.weights or "(not stated by the plugin)"
+        weights = weights_source(model, host.get("models", model.name), bool(settings.get("random_init")),
+                                 bool(settings.get("download")))
         for entry, data_spec in datasets:
             path = out / results_name(model.name, entry.name, strategy.name)
             status = "done" if path.exists() else "partial" if partial_path(path).exists() else "new"
@@ -94,7 +105,8 @@ def plan_tables(plan: list[PlannedRun], config: RunConfig) -> list[Any]:
     from rich.text import Text
 
     def status(text: str) -> Text:
-        return Text(text, style="bold red" if text in ("MISSING", "NOT SET") or "MISSING" in text else "")
+        missing = text in ("MISSING", "NOT SET") or "MISSING" in text or "NOT FOUND" in text
+        return Text(text, style="bold red" if missing else "")
 
     crops = f"{plan[0].crops} ({plan[0].n_crops} crops per image)" if plan else "-"
     runs = Table(title=f"{len(plan)} planned runs: {len(config.models)} models x {len(config.datasets)} "

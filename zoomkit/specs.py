@@ -51,6 +51,8 @@ class ModelSpec:
     description: str = ""
     weights: str = ""  # where its weights come from, for `zoomkit list` and dry runs
     matches: Callable[[str], bool] | None = None  # a family spec: accepts names other than `name`
+    # dry runs: the local file the weights would load from, or None when they are not there
+    locate_weights: Callable[[ModelRequest], str | None] | None = None
 
 
 # ------------------------------------------------------------------------------------------- datasets

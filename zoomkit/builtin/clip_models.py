@@ -179,4 +179,5 @@ def zoomkit_models():
         load=load_clip,
         description="CLIP ViT-L/14 (OpenAI) zero-shot, 80-template head (paper Table 1); --clip-norm",
         weights=f"Hugging Face cache {HF_REPO} ({HF_FILES[0]}), --weights PATH, or --download",
+        locate_weights=lambda request: None if (found := cached_weights()) is None else str(found),
     )

@@ -84,3 +84,20 @@ def test_oracle_runs_resnet18_random_init(run_cli, sample_manifest, tmp_path):
     assert result.exit_code == 0, result.output
     (summary,) = json.loads(result.stdout)
     assert summary["model"] == "resnet18" and summary["n_images"] == 2 and summary["n_crops"] == 1
+
+
+def test_dry_run_says_whether_the_cache_holds_the_weights(run_cli, tmp_path, monkeypatch):
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def weights() -> str:
+        result = run_cli("oracle", "-m", "resnet50", "--dry-run", "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["runs"][0]["weights"]
+
+    assert "NOT FOUND" in weights()
+    cached = tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert weights() == f"found: {cached}"

@@ -44,6 +44,12 @@ def cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
+def locate_weights(request: ModelRequest) -> str | None:
+    """The hub-cache file the weights would load from (for dry runs), or None when it is absent."""
+    path = cache_path(MODELS[request.name][1])
+    return str(path) if path.is_file() else None
+
+
 def missing_weights_message(name: str, path: Path, url: str) -> str:
     return (f"{name}: IMAGENET1K_V1 weights not found at {path}; copy {Path(url).name} there, "
             f"pass --weights PATH, or pass --download to fetch {url}")
@@ -100,4 +106,5 @@ def zoomkit_models():
             load=load_torchvision,
             description=f"torchvision {display} (paper Table 1), IMAGENET1K_V1 weights",
             weights=f"torch hub cache checkpoints/{filename}, --weights PATH, or --download",
+            locate_weights=locate_weights,
         )
