@@ -32,7 +32,8 @@ def tiny_parts():
     Tokenising and encoding the 1000 x 80 prompts takes most of the time, even with a tiny text tower.
     """
     torch.manual_seed(0)
-    model, tokenizer, source = clip_models.build_open_clip(tiny_request())
+    model, tokenizer, source, weights = clip_models.build_open_clip(tiny_request())
+    assert weights is None
     model.eval()
     with torch.inference_mode():
         head = clip_models.zero_shot_head(model, tokenizer, "cpu")
@@ -174,3 +175,34 @@ def test_dry_run_reports_clip_weights_not_in_the_cache(run_cli, tmp_path, monkey
     assert result.exit_code == 0, result.output
     weights = json.loads(result.stdout)["runs"][0]["weights"]
     assert "NOT FOUND locally" in weights and clip_models.HF_REPO in weights
+
+
+def test_head_built_from_a_weights_file_is_cached(tmp_path, monkeypatch):
+    import os
+
+    from open_clip.model import CLIP
+
+    torch.manual_seed(4)
+    weights = tmp_path / "tiny.pt"
+    torch.save(CLIP(**TINY_CLIP).state_dict(), weights)
+    monkeypatch.setenv("ZOOMKIT_CACHE", str(tmp_path / "cache"))
+    builds = []
+
+    def fake_head(model, tokenizer, device):  # stands in for the 80,000-prompt build
+        builds.append(1)
+        return F.normalize(torch.randn(16, 1000), dim=0)
+
+    monkeypatch.setattr(clip_models, "zero_shot_head", fake_head)
+    request = dataclasses.replace(tiny_request(), weights=weights)
+    first = clip_models.load_clip(request)
+    second = clip_models.load_clip(request)
+    assert len(builds) == 1 and torch.equal(first.module.head, second.module.head)
+    assert str(weights) in first.weights
+    assert len(list((tmp_path / "cache" / "clip-zero-shot-heads").glob("*.pt"))) == 1
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a changed weights file
+    clip_models.load_clip(request)
+    assert len(builds) == 2
+    clip_models.load_clip(tiny_request())  # random weights are never cached
+    clip_models.load_clip(tiny_request())
+    assert len(builds) == 4

@@ -11,10 +11,17 @@ of open_clip's hub copy of the OpenAI weights, or `--download`. OpenAI's origina
 
 `ModelRequest.options["clip_config"]` (an open_clip model config dict) builds that architecture with
 random weights, offline: tests use it with a tiny config.
+
+Building the head encodes 80,000 prompts (seconds on a GPU, long on a CPU); the head built from a
+weights file is cached under `$ZOOMKIT_CACHE` (default ~/.cache/zoomkit) and reused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -94,26 +101,69 @@ def load_state(model: Any, path: Path) -> None:
         raise ZoomkitError(f"cannot load CLIP weights from {path}: {first}") from None
 
 
-def build_open_clip(request: ModelRequest) -> tuple[Any, Any, str]:
-    """(open_clip model, tokenizer, weights description) for the request."""
+def build_open_clip(request: ModelRequest) -> tuple[Any, Any, str, Path | None]:
+    """(open_clip model, tokenizer, weights description, weights file or None) for the request.
+
+    With `options["clip_config"]` the architecture comes from that config (random weights unless
+    `--weights` names a state dict for it).
+    """
     import open_clip
 
     config = request.options.get("clip_config")
-    if config is not None:  # a custom architecture, random weights, offline (tests)
+    if config is not None:  # a custom architecture, offline (tests)
         from open_clip.model import CLIP
 
         model = CLIP(**dict(config))
         context = int(dict(config).get("text_cfg", {}).get("context_length", 77))
         tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context)
-        return model, tokenizer, "random init (custom config)"
+        if request.weights is None:
+            return model, tokenizer, "random init (custom config)", None
+        path = resolve_weights(request)
+        load_state(model, path)
+        return model, tokenizer, f"custom config ({path})", path
     path = None if request.random_init else resolve_weights(request)  # fail fast, before building
     model = open_clip.create_model(OPEN_CLIP_ARCH, pretrained=None, force_quick_gelu=True)
     if path is None:
-        source = "random init"
-    else:
-        load_state(model, path)
-        source = f"OpenAI CLIP ViT-L/14 ({path})"
-    return model, open_clip.get_tokenizer(OPEN_CLIP_ARCH), source
+        return model, open_clip.get_tokenizer(OPEN_CLIP_ARCH), "random init", None
+    load_state(model, path)
+    return model, open_clip.get_tokenizer(OPEN_CLIP_ARCH), f"OpenAI CLIP ViT-L/14 ({path})", path
+
+
+def head_cache_file(weights: Path, config: Any) -> Path:
+    """Where the zero-shot head built from `weights` is kept: `$ZOOMKIT_CACHE` or ~/.cache/zoomkit.
+
+    The key covers the weights file (path, size, mtime), the architecture, open_clip's version, and the
+    class names and templates, so any change builds a new head.
+    """
+    import open_clip
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
+
+    stat = weights.stat()
+    key = json.dumps([str(weights.resolve()), stat.st_size, stat.st_mtime_ns, OPEN_CLIP_ARCH, config,
+                      open_clip.__version__, list(IMAGENET_CLASSNAMES),
+                      [template("{}") for template in OPENAI_IMAGENET_TEMPLATES]], default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    root = Path(os.environ.get("ZOOMKIT_CACHE") or Path.home() / ".cache" / "zoomkit")
+    return root / "clip-zero-shot-heads" / f"{digest}.pt"
+
+
+def cached_head(model: Any, tokenizer: Any, device: str, weights: Path | None, config: Any) -> Any:
+    """The zero-shot head, read from the head cache when these weights built it before (saves minutes)."""
+    import torch
+
+    if weights is None:
+        return zero_shot_head(model, tokenizer, device)
+    path = head_cache_file(weights, config)
+    if path.is_file():
+        with contextlib.suppress(Exception):  # an unreadable cache file is rebuilt
+            return torch.load(path, map_location=device, weights_only=True)
+    head = zero_shot_head(model, tokenizer, device)
+    with contextlib.suppress(OSError):  # a read-only cache only costs the rebuild next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        torch.save(head.detach().cpu(), partial)
+        partial.replace(path)
+    return head
 
 
 def zero_shot_head(model: Any, tokenizer: Any, device: str) -> Any:
@@ -148,11 +198,11 @@ def load_clip(request: ModelRequest) -> LoadedModel:
     import torch
 
     norm = clip_norm(request.options)
-    model, tokenizer, source = build_open_clip(request)
+    model, tokenizer, source, weights = build_open_clip(request)
     device = request.device if request.device not in ("", "auto") else "cpu"
     model = model.to(device).eval()
     with torch.inference_mode():
-        head = zero_shot_head(model, tokenizer, device)
+        head = cached_head(model, tokenizer, device, weights, request.options.get("clip_config"))
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if norm == "imagenet" else (
         tuple(open_clip.OPENAI_DATASET_MEAN), tuple(open_clip.OPENAI_DATASET_STD))
     size = model.visual.image_size
