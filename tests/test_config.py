@@ -16,6 +16,17 @@ from zoomkit.specs import ModelSpec
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+class SizeOrAuto(click.ParamType):
+    """A custom option type: a config value goes to its own convert()."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or (isinstance(value, int) and value > 0):
+            return value
+        self.fail(f"{value!r} is neither a positive integer nor 'auto'", param, ctx)
+
+
 def probe_command(captured):
     """A small command with the oracle's special options, recording what the decorator resolves."""
 
@@ -32,6 +43,7 @@ def probe_command(captured):
     @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path))
     @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
     @click.option("--dry-run", is_flag=True)
+    @click.option("--size", type=SizeOrAuto(), default=1)
     @with_run_config("default-model", "sample")
     def probe(run_config, **params):
         captured.append((run_config, params))
@@ -132,6 +144,15 @@ def test_config_mistakes_are_one_line_errors(tmp_path, config, message):
     with pytest.raises(ZoomkitError, match=message) as info:
         resolve(tmp_path, config)
     assert "\n" not in str(info.value) and "run.yaml" in str(info.value)
+
+
+def test_custom_option_types_check_config_values_themselves(tmp_path):
+    assert resolve(tmp_path, {"size": "auto"})[1]["size"] == "auto"
+    assert resolve(tmp_path, {"size": 3})[1]["size"] == 3
+    with pytest.raises(ZoomkitError, match="size: 'big' is neither a positive integer nor 'auto'"):
+        resolve(tmp_path, {"size": "big"})
+    with pytest.raises(ZoomkitError, match="size must be a single value"):
+        resolve(tmp_path, {"size": [1, 2]})
 
 
 def test_limit_may_be_null(tmp_path):
