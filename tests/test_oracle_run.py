@@ -101,7 +101,7 @@ def test_reader_refuses_other_major_version(tmp_path):
     with h5py.File(path, "w") as f:
         f.attrs["format"] = "zoomkit-results"
         f.attrs["format_version"] = "2.0"
-    with pytest.raises(ZoomkitError, match="format 2.0"):
+    with pytest.raises(ZoomkitError, match=r"format 2\.0"):
         open_results(path)
 
 

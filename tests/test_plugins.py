@@ -57,7 +57,7 @@ def test_duplicate_name_names_both_plugins(zoomkit_host, register_plugin):
             return [CropStrategy("center", (CropSpec(256, 1, 1),))]
 
     register_plugin(Again(), "copycat")
-    with pytest.raises(DuplicateComponentError, match="'center'.*zoomkit.builtin.zoom_crops.*copycat"):
+    with pytest.raises(DuplicateComponentError, match=r"'center'.*zoomkit\.builtin\.zoom_crops.*copycat"):
         zoomkit_host.components("crops")
 
 

@@ -2,8 +2,8 @@
 
 A run writes `<name>.partial`, appending the rows of finished samples after every batch and flushing,
 then bumping the root attribute `committed`. The file is open only while a block is written, so worker
-processes forked during a run never hold it (nor its lock) after the run is killed. The partial file is uncompressed so that a chunk, once
-placed, never moves: rows below `committed` survive a kill at any instant. `finish()` rewrites it
+processes forked during a run never hold it (nor its lock) after the run is killed. The partial file is
+uncompressed so that a chunk, once placed, never moves: rows below `committed` survive a kill at any instant. `finish()` rewrites it
 compressed and renames it to `<name>`. `--resume` reopens the partial file and continues at `committed`.
 """
 
@@ -79,8 +79,8 @@ class ResultsWriter:
         label_width: int,
         topk: int,
         num_logits: int | None,
-        texts: Mapping[str, str | Sequence[str]] = {},  # noqa: B006 - read only
-        arrays: Mapping[str, np.ndarray] = {},  # noqa: B006 - read only
+        texts: Mapping[str, str | Sequence[str]] = {},
+        arrays: Mapping[str, np.ndarray] = {},
     ) -> ResultsWriter:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
