@@ -27,6 +27,7 @@ def datasets(path):
     with h5py.File(path) as f:
         f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
         attrs = {k: v for k, v in f.attrs.items() if k != "command"}
+    out.pop("meta/config_yaml")  # records the invocation (its -o differs), like the command attribute
     return out, attrs
 
 
