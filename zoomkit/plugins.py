@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoomkit.builtin.analysis_commands",
     "zoomkit.builtin.imagenet_hard",
     "zoomkit.builtin.hard_commands",
+    "zoomkit.builtin.tta_methods",
+    "zoomkit.builtin.tta_command",
 )
 
 
@@ -153,7 +156,32 @@ def build_host(builtins: Iterable[str] = BUILTIN_PLUGINS, entry_points: bool = T
                 host._fail(ep.name, f"failed to load {ep.value}: {_describe(exc)}")
                 continue
             host.versions[ep.name] = ep.dist.version if ep.dist else ""
+        for spec in env_plugin_specs():
+            try:
+                pm.register(load_env_plugin(spec), name=spec)
+            except Exception as exc:
+                host._fail(spec, f"failed to load {spec} from ${PLUGINS_ENV}: {_describe(exc)}")
+                continue
+            host.versions[spec] = ""
     return host
+
+
+PLUGINS_ENV = "ZOOMKIT_PLUGINS"
+"""Plugins to load without installing them: `module` or `module:attr`, comma-separated (plugin
+development, subprocesses in tests: `ZOOMKIT_PLUGINS=zoomkit.testing:TinyModelPlugin zoomkit list models`).
+A class named by `attr` is instantiated."""
+
+
+def env_plugin_specs() -> list[str]:
+    return [s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(",") if s.strip()]
+
+
+def load_env_plugin(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    plugin: Any = importlib.import_module(module_name)
+    for part in filter(None, attr.split(".")):
+        plugin = getattr(plugin, part)
+    return plugin() if isinstance(plugin, type) else plugin
 
 
 _HOST: PluginHost | None = None
