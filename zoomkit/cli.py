@@ -5,6 +5,7 @@ Heavy libraries (torch, timm, open_clip, h5py) are imported inside commands, so 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -47,6 +48,25 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
+class BatchSize(click.types.IntParamType):
+    """A positive integer, or `auto` (probe the largest batch that fits on CUDA; 64 on CPU)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            number = int(str(value))
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is neither a positive integer nor 'auto'", param, ctx)
+        return number
+
+
 # ------------------------------------------------------------------------------------------- oracle
 def model_options(fn):
     """Options every command that loads a model shares."""
@@ -74,7 +94,12 @@ def model_options(fn):
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path(DEFAULT_OUT),
               show_default=True, help="Folder for results files.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
-@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("-b", "--batch-size", type=BatchSize(), default=64, show_default=True,
+              help="Crops per forward, or `auto` (largest that fits on CUDA; retried at half on OOM).")
+@click.option("--resize-on", type=click.Choice(["auto", "cpu", "device"]), default="auto", show_default=True,
+              help="cpu: PIL in the workers (exact, the paper's); device: torch on the model's device "
+                   "(within 2 grey levels of PIL); auto: device on CUDA, cpu otherwise.")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (slow start).")
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=None,
               help="Image-preparation worker processes [default: half the cores, at most 4].")
 @click.option("--subset-mode", type=click.Choice(["mask", "full"]), default="mask", show_default=True,
@@ -91,9 +116,9 @@ def model_options(fn):
 @click.option("--dry-run", is_flag=True, help="List the planned runs, data roots and weights; load nothing.")
 @model_options
 @with_run_config(DEFAULT_MODEL, DEFAULT_DATASET)
-def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, workers, subset_mode, topk,
-           save_logits, resume, overwrite, as_json, clip_norm, config_path, dry_run, weights, download,
-           random_init, device, amp, channels_last, seed, run_config) -> None:
+def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, resize_on, compile_model, workers,
+           subset_mode, topk, save_logits, resume, overwrite, as_json, clip_norm, config_path, dry_run,
+           weights, download, random_init, device, amp, channels_last, seed, run_config) -> None:
     """Accuracy when the best of the zoom crops is chosen (paper Table 1).
 
     `-m paper` runs the paper's six models; `--config FILE` reads models, datasets and options from YAML.
@@ -111,18 +136,21 @@ def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, worke
     import torch
 
     from zoomkit import components
+    from zoomkit.engine.device_crops import resize_algorithm
+    from zoomkit.engine.distributed import choose_batch_size, init_from_env, run_oracle_sharded
     from zoomkit.engine.forward import CropClassifier, resolve_device
-    from zoomkit.engine.oracle import RunOptions, results_name, run_oracle
+    from zoomkit.engine.oracle import RunOptions, results_name
     from zoomkit.engine.scoring import label_space
     from zoomkit.engine.summary import summarize
     from zoomkit.results import open_results
 
     strategy = components.crop_strategy(crops_name)
     opened = [components.open_dataset(d.name, d.data_root, limit) for d in run_config.datasets]
-    dev = resolve_device(device)
+    context, dev = init_from_env(resolve_device(device))  # torchrun: this rank's share of the work
     use_amp = (dev.type == "cuda") if amp is None else amp
     options = RunOptions(
-        batch_size=batch_size, workers=default_workers() if workers is None else workers, resume=resume,
+        batch_size=64 if batch_size == "auto" else batch_size, resize=resize_algorithm(resize_on, dev),
+        workers=default_workers() if workers is None else workers, resume=resume,
         overwrite=overwrite, topk=topk, save_logits=save_logits, subset_mode=subset_mode, seed=seed,
         command=shlex.join(["zoomkit", *sys.argv[1:]]), config_yaml=run_config.to_yaml(),
         attrs=_version_attrs(),
@@ -136,12 +164,22 @@ def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, worke
                                       options={"clip_norm": clip_norm})
         for data in opened:
             space = label_space(data.classes, subset_mode, model.num_classes)
-            classifier = CropClassifier(model, dev, space, topk, use_amp, channels_last, save_logits)
+            classifier = CropClassifier(model, dev, space, topk, use_amp, channels_last, save_logits,
+                                        compile=compile_model, on_notice=lambda m: err_console().print(m))
             path = out / results_name(name, data.name, strategy.name)
-            with progress_reporter(f"{name} on {data.name}", len(data)) as report:
-                run_oracle(classifier, data, strategy, path, options, report)
-            with open_results(path) as results:
-                summaries.append(summarize(results))
+            if batch_size == "auto":
+                options.batch_size = choose_batch_size(context, classifier, path, resume)
+            classifier.static_batch = options.batch_size
+            title, share = context.progress_share(f"{name} on {data.name}", len(data), options.batch_size,
+                                                  len(strategy.crops))
+            with progress_reporter(title, share) if context.is_main else contextlib.nullcontext() as report:
+                run_oracle_sharded(context, classifier, data, strategy, path, options, report)
+            if context.is_main:
+                with open_results(path) as results:
+                    summaries.append(summarize(results))
+    context.close()
+    if not context.is_main:
+        return
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
     else:

@@ -1,13 +1,16 @@
 """Preparing zoom crops: decode each image once, resize once per scale, slice every crop.
 
 Workers (a torch DataLoader) prepare whole images while the model runs; the batcher cuts the stream of
-crops into full batches that mix crops of consecutive images.
+crops into full batches that mix crops of consecutive images. With `decode_only` the workers stop after
+decoding and hand over the image itself: the resizes and crops then happen on the model's device
+(:mod:`zoomkit.engine.device_crops`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -20,17 +23,29 @@ from zoomkit.specs import CropStrategy, Dataset
 @dataclass
 class PreparedImage:
     index: int
-    crops: torch.Tensor | None  # (C, size, size, 3) uint8, or None when the image failed
+    crops: torch.Tensor | None  # (C, size, size, 3) uint8, or None when the image failed or is decode-only
     width: int
     height: int
     error: str
+    pixels: torch.Tensor | None = None  # (H, W, 3) uint8 decoded image, when prepared with decode_only
+
+    def pin_memory(self) -> PreparedImage:
+        """A copy with page-locked tensors (called by the DataLoader's pinning thread)."""
+        return replace(self, crops=None if self.crops is None else self.crops.pin_memory(),
+                       pixels=None if self.pixels is None else self.pixels.pin_memory())
 
 
-def prepare(dataset: Dataset, strategy: CropStrategy, index: int) -> PreparedImage:
-    """All crops of sample `index`, or the reason it cannot be used."""
+def prepare(dataset: Dataset, strategy: CropStrategy, index: int, decode_only: bool = False) -> PreparedImage:
+    """All crops of sample `index` (or, with `decode_only`, its decoded pixels), or why it cannot be used."""
     sample = dataset.samples[index]
     try:
         image = decode_rgb(dataset.read(sample))
+        if decode_only:
+            from zoomkit.engine.device_crops import check_resized_sizes
+
+            check_resized_sizes(image.width, image.height, strategy.scales)
+            pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
+            return PreparedImage(index, None, image.width, image.height, "", pixels)
         crops = zoom_crops(image, strategy.crops, strategy.size, strategy.grid)
     except ImageError as exc:
         return PreparedImage(index, None, 0, 0, str(exc))
@@ -40,14 +55,15 @@ def prepare(dataset: Dataset, strategy: CropStrategy, index: int) -> PreparedIma
 
 
 class _Prepared(torch.utils.data.Dataset):
-    def __init__(self, dataset: Dataset, strategy: CropStrategy, indices: Sequence[int]):
+    def __init__(self, dataset: Dataset, strategy: CropStrategy, indices: Sequence[int], decode_only: bool):
         self.dataset, self.strategy, self.indices = dataset, strategy, list(indices)
+        self.decode_only = decode_only
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> PreparedImage:
-        return prepare(self.dataset, self.strategy, self.indices[i])
+        return prepare(self.dataset, self.strategy, self.indices[i], self.decode_only)
 
 
 def _keep(item: Any) -> Any:
@@ -55,27 +71,52 @@ def _keep(item: Any) -> Any:
 
 
 def prepared_images(dataset: Dataset, strategy: CropStrategy, indices: Sequence[int], workers: int,
-                    pin_memory: bool = False) -> Iterator[PreparedImage]:
+                    pin_memory: bool = False, decode_only: bool = False) -> Iterator[PreparedImage]:
     """Prepared images in index order; `workers` > 0 prepares them in background processes."""
     if workers <= 0:
         for index in indices:
-            yield prepare(dataset, strategy, index)
+            item = prepare(dataset, strategy, index, decode_only)
+            yield item.pin_memory() if pin_memory else item
         return
     loader = torch.utils.data.DataLoader(
-        _Prepared(dataset, strategy, indices), batch_size=None, shuffle=False, num_workers=workers,
-        collate_fn=_keep, prefetch_factor=2, pin_memory=pin_memory, persistent_workers=False,
+        _Prepared(dataset, strategy, indices, decode_only), batch_size=None, shuffle=False,
+        num_workers=workers, collate_fn=_keep, prefetch_factor=2, pin_memory=pin_memory,
+        persistent_workers=False,
     )
     yield from loader
 
 
+@lru_cache(maxsize=16)
+def _row_constants(length: int, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    return (torch.tensor(mean, dtype=torch.float32).repeat(length // 3),
+            torch.tensor(std, dtype=torch.float32).repeat(length // 3))
+
+
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float],
               channels_last: bool = False) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, as ToTensor + Normalize(mean, std)."""
-    x = batch.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    x = x.sub_(m).div_(s)
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, as ToTensor + Normalize(mean, std).
+
+    Every value goes through the same float32 operations as torchvision's (x / 255 - mean) / std, so
+    the result is bit-identical to it. On CPU the work runs over a few crops at a time in the
+    channels-last memory order (vectorised rows, cache-resident), about twice as fast as broadcasting.
+    """
+    if batch.device.type != "cpu":
+        x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        x = x.sub_(m).div_(s)
+        return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    b, h, w, c = batch.shape
+    flat = batch.reshape(b, h * w * c)
+    m, s = _row_constants(h * w * c, tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    out = torch.empty((b, h * w * c), dtype=torch.float32)
+    step = 4
+    for start in range(0, b, step):
+        chunk = out[start:start + step]
+        chunk.copy_(flat[start:start + step])
+        chunk.div_(255.0).sub_(m).div_(s)
+    x = out.view(b, h, w, c).permute(0, 3, 1, 2)  # channels_last strides
+    return x if channels_last else x.contiguous()
 
 
 def normalize_numpy(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

@@ -219,6 +219,9 @@ class ResultsWriter:
         """Nothing stays open between writes; kept so callers can always close."""
 
 
+COPY_BLOCK_BYTES = 32 * 2**20  # at most this much of a dataset in memory while finishing
+
+
 def _copy_compressed(out: h5py.File, name: str, obj: Any) -> None:
     if isinstance(obj, h5py.Group):
         out.require_group(name)
@@ -227,6 +230,13 @@ def _copy_compressed(out: h5py.File, name: str, obj: Any) -> None:
     if obj.chunks is not None:
         kwargs = dict(chunks=obj.chunks, maxshape=obj.maxshape, compression="gzip", compression_opts=4,
                       shuffle=obj.dtype.kind != "O")
-    data = obj[()]
-    out.create_dataset(name, data=data, dtype=obj.dtype, fillvalue=obj.fillvalue
-                       if obj.dtype.kind != "O" else None, **kwargs)
+    fill = obj.fillvalue if obj.dtype.kind != "O" else None
+    if obj.chunks is None or not obj.shape:
+        out.create_dataset(name, data=obj[()], dtype=obj.dtype, fillvalue=fill, **kwargs)
+        return
+    # block by block along the sample axis, so finishing a big run never holds a whole array in memory
+    target = out.create_dataset(name, shape=obj.shape, dtype=obj.dtype, fillvalue=fill, **kwargs)
+    row_bytes = max(1, int(np.prod(obj.shape[1:], dtype=np.int64)) * obj.dtype.itemsize)
+    step = max(1, COPY_BLOCK_BYTES // row_bytes // obj.chunks[0]) * obj.chunks[0]
+    for start in range(0, obj.shape[0], step):
+        target[start:start + step] = obj[start:start + step]
