@@ -97,7 +97,7 @@ def main() -> None:
     table.add_row("one forward (batch 1, unit)", f"{forward_ms:.1f}", "1.0", "1", "0")
     for name, ms, fwd, bwd in rows:
         table.add_row(name, f"{ms:.1f}", f"{ms / forward_ms:.1f}", str(fwd), str(bwd))
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
