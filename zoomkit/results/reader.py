@@ -38,27 +38,30 @@ class CropView:
     correct: np.ndarray | None = None  # (n, C) bool; only for rules that use labels
 
 
-class Results:
-    """A results file opened read-only. Rows past `committed` (an unfinished run) are never shown."""
+class ResultsFile:
+    """An HDF5 results file of one format, opened read-only; rows past `committed` are never shown."""
+
+    FORMAT = schema.FORMAT
+    FORMAT_VERSION = schema.FORMAT_VERSION
+    KIND = "results"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
             self.file = h5py.File(self.path, "r")
         except OSError as exc:
-            raise ZoomkitError(f"cannot open results file {self.path}: {exc}") from None
-        fmt = self.file.attrs.get("format")
-        if fmt != schema.FORMAT:
+            raise ZoomkitError(f"cannot open {self.KIND} file {self.path}: {exc}") from None
+        if self.file.attrs.get("format") != self.FORMAT:
             self.file.close()
-            raise ZoomkitError(f"{self.path} is not a zoomkit results file")
+            raise ZoomkitError(f"{self.path} is not a zoomkit {self.KIND} file")
         version = str(self.file.attrs.get("format_version", "0"))
-        if schema.major(version) != schema.major(schema.FORMAT_VERSION):
+        if schema.major(version) != schema.major(self.FORMAT_VERSION):
             self.file.close()
             raise ZoomkitError(
-                f"{self.path} has results format {version}; this zoomkit reads {schema.FORMAT_VERSION}"
+                f"{self.path} has {self.KIND} format {version}; this zoomkit reads {self.FORMAT_VERSION}"
             )
 
-    def __enter__(self) -> Results:
+    def __enter__(self):
         return self
 
     def __exit__(self, *_: Any) -> None:
@@ -68,7 +71,6 @@ class Results:
         if self.file.id.valid:
             self.file.close()
 
-    # ------------------------------------------------------------------------------- metadata
     @property
     def attrs(self) -> dict[str, Any]:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.file.attrs.items()}
@@ -82,6 +84,34 @@ class Results:
         return bool(self.file.attrs.get("complete", False))
 
     @property
+    def label_sets(self) -> list[str]:
+        return json.loads(self.file.attrs["label_sets"])
+
+    def _rows(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self.n if stop is None else min(stop, self.n)
+        return self.file[name][start:stop]
+
+    def _strings(self, name: str) -> list[str]:
+        return [v.decode() if isinstance(v, bytes) else v for v in self._rows(name)]
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return self._strings("samples/id")
+
+    @property
+    def errors(self) -> list[str]:
+        return self._strings("samples/error")
+
+    @property
+    def ok(self) -> np.ndarray:
+        """(N,) bool: samples that were decoded and classified."""
+        return np.array([not e for e in self.errors], dtype=bool)
+
+
+class Results(ResultsFile):
+    """An oracle results file (per-crop predictions)."""
+
+    @property
     def model(self) -> str:
         return str(self.file.attrs.get("model", ""))
 
@@ -92,10 +122,6 @@ class Results:
     @property
     def crop_strategy(self) -> str:
         return str(self.file.attrs.get("crop_strategy", ""))
-
-    @property
-    def label_sets(self) -> list[str]:
-        return json.loads(self.file.attrs["label_sets"])
 
     @cached_property
     def crops(self) -> tuple[CropSpec, ...]:
@@ -117,17 +143,6 @@ class Results:
         return self.file[key][()] if key in self.file else None
 
     # --------------------------------------------------------------------------------- arrays
-    def _rows(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        stop = self.n if stop is None else min(stop, self.n)
-        return self.file[name][start:stop]
-
-    def _strings(self, name: str) -> list[str]:
-        return [v.decode() if isinstance(v, bytes) else v for v in self._rows(name)]
-
-    @property
-    def sample_ids(self) -> list[str]:
-        return self._strings("samples/id")
-
     @property
     def sources(self) -> list[str]:
         return self._strings("samples/source")
@@ -135,15 +150,6 @@ class Results:
     @property
     def origins(self) -> list[str]:
         return self._strings("samples/origin")
-
-    @property
-    def errors(self) -> list[str]:
-        return self._strings("samples/error")
-
-    @property
-    def ok(self) -> np.ndarray:
-        """(N,) bool: samples that were decoded and classified."""
-        return np.array([not e for e in self.errors], dtype=bool)
 
     @property
     def sizes(self) -> np.ndarray:

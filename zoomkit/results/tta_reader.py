@@ -10,78 +10,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import h5py
 import numpy as np
 
 from zoomkit.errors import ZoomkitError
 from zoomkit.results import schema
+from zoomkit.results.reader import ResultsFile
 from zoomkit.results.tta_writer import FORMAT, FORMAT_VERSION, METHOD_FIELDS, METHODS_GROUP
 
 
-class TTAResults:
+class TTAResults(ResultsFile):
     """A `zoomkit tta` results file opened read-only, up to its committed rows."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        try:
-            self.file = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise ZoomkitError(f"cannot open TTA results file {self.path}: {exc}") from None
-        if self.file.attrs.get("format") != FORMAT:
-            self.file.close()
-            raise ZoomkitError(f"{self.path} is not a zoomkit TTA results file")
-        version = str(self.file.attrs.get("format_version", "0"))
-        if schema.major(version) != schema.major(FORMAT_VERSION):
-            self.file.close()
-            raise ZoomkitError(
-                f"{self.path} has TTA results format {version}; this zoomkit reads {FORMAT_VERSION}")
-
-    def __enter__(self) -> TTAResults:
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.file.attrs.items()}
-
-    @property
-    def n(self) -> int:
-        return int(self.file.attrs["committed"])
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.file.attrs.get("complete", False))
+    FORMAT = FORMAT
+    FORMAT_VERSION = FORMAT_VERSION
+    KIND = "TTA results"
 
     @property
     def methods(self) -> list[str]:
         return json.loads(self.file.attrs["methods"])
-
-    @property
-    def label_sets(self) -> list[str]:
-        return json.loads(self.file.attrs["label_sets"])
-
-    def _rows(self, name: str) -> np.ndarray:
-        return self.file[name][: self.n]
-
-    @property
-    def sample_ids(self) -> list[str]:
-        return [v.decode() if isinstance(v, bytes) else v for v in self._rows("samples/id")]
-
-    @property
-    def errors(self) -> list[str]:
-        return [v.decode() if isinstance(v, bytes) else v for v in self._rows("samples/error")]
-
-    @property
-    def ok(self) -> np.ndarray:
-        return np.array([not e for e in self.errors], dtype=bool)
 
     def labels(self, label_set: str | None = None) -> np.ndarray:
         """(N, L) int32 label table padded with -1."""

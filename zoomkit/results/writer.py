@@ -4,7 +4,8 @@ A run writes `<name>.partial`, appending the rows of finished samples after ever
 then bumping the root attribute `committed`. The file is open only while a block is written, so worker
 processes forked during a run never hold it (nor its lock) after the run is killed. The partial file is
 uncompressed so that a chunk, once placed, never moves: rows below `committed` survive a kill at any
-instant. `finish()` rewrites it compressed and renames it to `<name>`. `--resume` reopens the partial file and continues at `committed`.
+instant. `finish()` rewrites it compressed and renames it to `<name>`. `--resume` reopens the partial
+file and continues at `committed`.
 """
 
 from __future__ import annotations
