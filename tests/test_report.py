@@ -36,7 +36,7 @@ def test_markdown_report_by_hand(run_cli, results_dir, tmp_path):
     assert result.exit_code == 0, result.output
     text = (out / "report.md").read_text()
     # Table 1: the handmade example gives 1 crop (c3) 25 %, top-36 cover 3/4, all 6 crops 3/4.
-    assert "| crops | model | toy (label) | toy2 (label) |" in text
+    assert "| crops | model | toy (label, mask) | toy2 (label, mask) |" in text
     assert "| 1 crop | handmade | 25.00 | 25.00 |" in text
     assert "| 1 crop | other | 50.00 | - |" in text
     assert "| 36 crops (top-36 of min-cover) | handmade | 75.00 | 75.00 |" in text

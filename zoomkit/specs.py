@@ -194,8 +194,10 @@ class SelectionRule:
 class TTAMethod:
     """A test-time method: `build(model, options)` returns a callable that classifies one image.
 
-    The callable takes a PIL image and returns (logits over the model's classes, cost dict with
-    `forward` and `backward` pass counts).
+    The callable is called as `fn(image, rng=numpy.random.Generator)` when it accepts `rng` (else
+    `fn(image)`) with an RGB PIL image, and returns `(prediction, cost)`: the prediction is either logits
+    over the model's classes or one ImageNet-1k index; `cost` is a dict with `forward` and `backward` pass
+    counts and, optionally, `seconds` when the method times itself.
     """
 
     name: str

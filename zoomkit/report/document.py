@@ -60,15 +60,20 @@ def _row_name(run: RunAnalysis, strategies: set[str]) -> str:
     return f"{run.model} [{strategy}]" if len(strategies) > 1 else run.model
 
 
+def _column_name(run: RunAnalysis, analysis: Any) -> str:
+    """Dataset, label set and subset mode (mask: argmax inside the dataset's classes; full: 1000-way)."""
+    return f"{run.dataset} ({analysis.name}, {run.summary.get('subset_mode') or 'mask'})"
+
+
 def oracle_pivot(collected: Collected) -> Table:
     """Paper Table 1 layout: blocks 1 crop / top-36 cover / all crops, rows = models, columns = data."""
     strategies = {run.summary["crop_strategy"] for run in collected.runs}
-    columns = list(dict.fromkeys(f"{run.dataset} ({a.name})" for run, a in _entries(collected)))
+    columns = list(dict.fromkeys(_column_name(run, a) for run, a in _entries(collected)))
     models = list(dict.fromkeys(_row_name(run, strategies) for run in collected.runs))
     values: dict[tuple[str, str, str], str] = {}
     crop_counts = sorted({run.summary["n_crops"] for run in collected.runs})
     for run, a in _entries(collected):
-        key = (_row_name(run, strategies), f"{run.dataset} ({a.name})")
+        key = (_row_name(run, strategies), _column_name(run, a))
         for block, field in (("1", "center_top1"), ("36", "oracle36_top1"), ("all", "oracle_top1")):
             values[(block, *key)] = pct(a.figures[field])
     all_label = f"{'/'.join(str(c) for c in crop_counts)} crops (all)"
@@ -79,7 +84,8 @@ def oracle_pivot(collected: Collected) -> Table:
     return Table(("crops", "model", *columns), tuple(rows),
                  "Top-1 %. 1 crop = the baseline transform (resize 256, centre 224 crop); 36 crops = the "
                  "first 36 transforms of the greedy min-cover, chosen per model and dataset (an oracle "
-                 "subset); all crops = correct if any crop is correct.")
+                 "subset); all crops = correct if any crop is correct. Column tags: label set, then subset mode "
+                 "(mask = argmax inside the dataset's classes, as the paper; full = 1000-way argmax).")
 
 
 def zoom_table(collected: Collected) -> Table:
