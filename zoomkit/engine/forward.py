@@ -87,6 +87,7 @@ class CropClassifier:
         self.max_chunk: int | None = None  # set after an out-of-memory error: forward at most this many
         self.static_batch: int | None = None  # compiled: pad short batches to this size (no recompiles)
         self.on_notice = on_notice
+        self._input_buffer: torch.Tensor | None = None
 
     @property
     def dtype(self) -> str:
@@ -99,7 +100,13 @@ class CropClassifier:
 
     def _forward(self, batch: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
         x = batch.to(self.device, non_blocking=True)
-        x = normalize(x, self.model.mean, self.model.std, self.channels_last)
+        if self.device.type == "cpu":  # one input buffer for every batch (the model keeps no reference)
+            needed = x.numel()
+            if self._input_buffer is None or self._input_buffer.numel() < needed:
+                self._input_buffer = torch.empty(needed, dtype=torch.float32)
+            x = normalize(x, self.model.mean, self.model.std, self.channels_last, out=self._input_buffer)
+        else:
+            x = normalize(x, self.model.mean, self.model.std, self.channels_last)
         with self._autocast():
             out = module(x)
         out = out.float()
