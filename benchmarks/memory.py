@@ -33,9 +33,10 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def peak_of_run(root: Path, out: Path, workers: int, logits: bool) -> tuple[int, float]:
+def peak_of_run(root: Path, out: Path, workers: int | None, logits: bool) -> tuple[int, float]:
     command = [sys.executable, "-m", "zoomkit", "oracle", "-m", "tiny", "-d", "manifest", "--data-root", str(root),
-               "-o", str(out), "-b", "108", "-j", str(workers), "--json", *(["--save-logits"] if logits else [])]
+               "-o", str(out), "-b", "108", "--json", *(["--save-logits"] if logits else []),
+               *(["-j", str(workers)] if workers is not None else [])]
     env = {**os.environ, "ZOOMKIT_PLUGINS": "zoomkit.testing:TinyModelPlugin", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -52,7 +53,7 @@ def peak_of_run(root: Path, out: Path, workers: int, logits: bool) -> tuple[int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=12, help="N (the second run uses 4N)")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="-j (default: the oracle's own default)")
     parser.add_argument("--no-logits", action="store_true")
     args = parser.parse_args()
     results = []

@@ -24,7 +24,7 @@ import torch
 
 from zoomkit import components
 from zoomkit.engine.device_crops import resize_algorithm
-from zoomkit.engine.forward import CropClassifier, auto_batch_size, resolve_device
+from zoomkit.engine.forward import CropClassifier, auto_batch_size, resolve_device, tune_cpu_allocator
 from zoomkit.engine.oracle import RunOptions, run_oracle
 from zoomkit.engine.pipeline import normalize
 from zoomkit.engine.scoring import label_space
@@ -101,6 +101,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()  # what run_oracle does on CPU: the bare forward gets it too
     dataset = repeated(components.open_dataset("sample", limit=args.images), args.repeat)
     strategy = components.crop_strategy(args.crops)
     model = components.load_model(args.model, random_init=args.random_init, device=str(device))

@@ -151,6 +151,22 @@ def test_merge_refuses_an_unfinished_shard(tiny_run, tmp_path):
         merge_shards([first], merged, make(), dataset, SMALL, options)
 
 
+def test_default_prep_workers(monkeypatch):
+    from zoomkit.engine import pipeline
+
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(pipeline.torch, "get_num_threads", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert pipeline.default_prep_workers(cpu) == 0  # torch already uses every core
+    assert pipeline.default_prep_workers(cuda) == 4
+    monkeypatch.setattr(pipeline.torch, "get_num_threads", lambda: 13)
+    assert pipeline.default_prep_workers(cpu) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 2 cores per rank
+    monkeypatch.setattr(pipeline.torch, "get_num_threads", lambda: 1)
+    assert pipeline.default_prep_workers(cpu) == 1 and pipeline.default_prep_workers(cuda) == 1
+
+
 def test_plugins_from_the_environment(monkeypatch):
     monkeypatch.setenv(PLUGINS_ENV, "zoomkit.testing:TinyModelPlugin, no_such_module_zk")
     host = build_host()

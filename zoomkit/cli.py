@@ -101,7 +101,8 @@ def model_options(fn):
                    "(within 2 grey levels of PIL); auto: device on CUDA, cpu otherwise.")
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (slow start).")
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=None,
-              help="Image-preparation worker processes [default: half the cores, at most 4].")
+              help="Image-preparation worker processes [default: on CUDA half the cores, at most 4; on CPU "
+                   "the cores torch's threads leave free].")
 @click.option("--subset-mode", type=click.Choice(["mask", "full"]), default="mask", show_default=True,
               help="mask: argmax inside the dataset's classes (the paper); full: 1000-way argmax.")
 @click.option("--topk", type=click.IntRange(min=1, max=20), default=5, show_default=True)
@@ -140,6 +141,7 @@ def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, resiz
     from zoomkit.engine.distributed import choose_batch_size, init_from_env, run_oracle_sharded
     from zoomkit.engine.forward import CropClassifier, resolve_device
     from zoomkit.engine.oracle import RunOptions, results_name
+    from zoomkit.engine.pipeline import default_prep_workers
     from zoomkit.engine.scoring import label_space
     from zoomkit.engine.summary import summarize
     from zoomkit.results import open_results
@@ -150,7 +152,7 @@ def oracle(models, dataset, data_root, crops_name, out, limit, batch_size, resiz
     use_amp = (dev.type == "cuda") if amp is None else amp
     options = RunOptions(
         batch_size=64 if batch_size == "auto" else batch_size, resize=resize_algorithm(resize_on, dev),
-        workers=default_workers() if workers is None else workers, resume=resume,
+        workers=default_prep_workers(dev) if workers is None else workers, resume=resume,
         overwrite=overwrite, topk=topk, save_logits=save_logits, subset_mode=subset_mode, seed=seed,
         command=shlex.join(["zoomkit", *sys.argv[1:]]), config_yaml=run_config.to_yaml(),
         attrs=_version_attrs(),

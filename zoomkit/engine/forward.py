@@ -9,7 +9,10 @@ chunk and retries; `--batch-size auto` probes the largest batch that fits.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -56,6 +59,30 @@ def resolve_device(device: str) -> torch.device:
 
         raise ZoomkitError(f"--device {device}: CUDA is not available here; use --device cpu")
     return torch.device(device)
+
+
+MALLOC_TUNING_ENV = "ZOOMKIT_MALLOC_TUNING"
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
+_allocator_tuned = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process heap instead of handing big blocks back to the OS (glibc only).
+
+    A CPU forward pass allocates and frees hundreds of MB per batch; by default glibc unmaps every block
+    over 32 MB and page-faults it in again on the next batch, which here costs about a third of
+    EfficientNet-Lite0's CPU time. The price is a higher resident size that stays flat. Set
+    ZOOMKIT_MALLOC_TUNING=0 to keep glibc's defaults.
+    """
+    global _allocator_tuned
+    if _allocator_tuned or os.environ.get(MALLOC_TUNING_ENV, "1") == "0" or not sys.platform.startswith("linux"):
+        return _allocator_tuned
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    _allocator_tuned = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**30) == 1
+    return _allocator_tuned
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

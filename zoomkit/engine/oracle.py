@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoomkit.engine.forward import BatchOutput, CropClassifier, PendingBatch
+from zoomkit.engine.forward import BatchOutput, CropClassifier, PendingBatch, tune_cpu_allocator
 from zoomkit.engine.pipeline import PreparedImage, prepared_images
 from zoomkit.engine.scoring import is_correct, pad_labels
 from zoomkit.errors import ZoomkitError
@@ -199,6 +199,8 @@ def run_oracle(classifier: CropClassifier, dataset: Dataset, strategy: CropStrat
         partial.unlink(missing_ok=True)
 
     torch.manual_seed(options.seed)
+    if classifier.device.type == "cpu":
+        tune_cpu_allocator()
     layout = run_layout(classifier, dataset, strategy, options)
     start, stop = shard if shard is not None else (0, len(dataset))
     if start % group_size(options.batch_size, len(strategy.crops)) and start != stop:

@@ -92,6 +92,20 @@ def prepared_images(dataset: Dataset, strategy: CropStrategy, indices: Sequence[
     yield from loader
 
 
+def default_prep_workers(device: torch.device) -> int:
+    """Preparation workers when `-j` is not given.
+
+    For a GPU: half the cores, at most 4. For a model on the CPU: only the cores torch's threads leave
+    free (none on a machine where torch uses every core), since a worker competing with the model's
+    OpenMP threads for a core slows every batch far more than preparing the crops in between does.
+    Under torchrun the cores are shared among the node's ranks.
+    """
+    cores = max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    if device.type != "cpu":
+        return max(1, min(4, cores // 2))
+    return max(0, min(4, cores - torch.get_num_threads()))
+
+
 @lru_cache(maxsize=16)
 def _row_constants(length: int, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
     return (torch.tensor(mean, dtype=torch.float32).repeat(length // 3),
