@@ -26,7 +26,7 @@ from zoomkit import components
 from zoomkit.engine.device_crops import resize_algorithm
 from zoomkit.engine.forward import CropClassifier, auto_batch_size, resolve_device, tune_cpu_allocator
 from zoomkit.engine.oracle import RunOptions, run_oracle
-from zoomkit.engine.pipeline import normalize
+from zoomkit.engine.pipeline import default_prep_workers, normalize
 from zoomkit.engine.scoring import label_space
 from zoomkit.specs import Dataset, Sample
 
@@ -89,9 +89,9 @@ def main() -> None:
     parser.add_argument("--random-init", action="store_true", help="random weights (speed is the same)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", default="64", help="N or auto")
-    parser.add_argument("--images", type=int, default=2, help="sample photos used (of 15)")
+    parser.add_argument("--images", type=int, default=3, help="sample photos used (of 15)")
     parser.add_argument("--repeat", type=int, default=1, help="repeat the photos (more work for a GPU)")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="-j (default: the oracle's own default)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument("--resize-on", default="auto", choices=["auto", "cpu", "device"])
@@ -111,7 +111,8 @@ def main() -> None:
     batch = auto_batch_size(classifier) if args.batch_size == "auto" else int(args.batch_size)
     classifier.static_batch = batch
     n_crops = len(dataset) * len(strategy.crops)
-    options = RunOptions(batch_size=batch, workers=args.workers, overwrite=True,
+    workers = default_prep_workers(device) if args.workers is None else args.workers
+    options = RunOptions(batch_size=batch, workers=workers, overwrite=True,
                          resize=resize_algorithm(args.resize_on, device))
 
     if device.type == "cuda":  # warm-up: kernels, allocator, workers
@@ -135,7 +136,7 @@ def main() -> None:
     limit, pipeline = sum(bare) / len(bare), sum(runs) / len(runs)
     print(f"model {args.model}{' (random init)' if args.random_init else ''}  device {device}  "
           f"batch {batch}  amp {args.amp}  channels_last {not args.no_channels_last}  resize {options.resize}  "
-          f"workers {args.workers}  compile {args.compile}  torch threads {torch.get_num_threads()}")
+          f"workers {workers}  compile {args.compile}  torch threads {torch.get_num_threads()}")
     print(f"images {len(dataset)}  crops {n_crops}")
     print(f"bare forward   {limit:10.1f} crops/s  (runs: {', '.join(f'{v:.1f}' for v in bare)})")
     print(f"oracle run     {pipeline:10.1f} crops/s  (runs: {', '.join(f'{v:.1f}' for v in runs)})")
