@@ -112,6 +112,8 @@ def test_existing_results_need_resume_or_overwrite(run_cli, tiny_model, sample_m
     again = run_cli(*args)
     assert again.exit_code == 2 and "--resume" in again.stderr
     assert json.loads(run_cli(*args, "--resume").stdout)[0]["center_top1"] == first[0]["center_top1"]
+    clash = run_cli(*args, "--resume", "--topk", "3")  # a finished file of another run is not reused
+    assert clash.exit_code == 2 and "different run" in clash.stderr and "topk" in clash.stderr
     assert run_cli(*args, "--overwrite").exit_code == 0
 
 
@@ -128,3 +130,10 @@ def test_subset_mask_restricts_the_argmax(run_cli, tiny_model, tmp_path):
         assert set(np.unique(results.array("predictions/top1"))) <= {0, 1}
         assert results.attrs["subset_mode"] == "mask"
         assert results.meta_array("label_space").tolist() == [0, 1]
+
+
+def test_results_name_is_path_safe():
+    from zoomkit.engine.oracle import results_name
+
+    assert results_name("timm/vit_b.augreg", "hf:taesiri/imagenet-hard", "paper-324") == \
+        "timm_vit_b.augreg__hf_taesiri_imagenet-hard__paper-324.h5"

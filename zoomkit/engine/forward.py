@@ -51,6 +51,20 @@ class PendingBatch:
                            logits=t.get("logits"))
 
 
+def logit_statistics(logits: torch.Tensor, topk: int, space: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Top-k ImageNet indices and probabilities and the entropy of the softmax of (B, K) logits.
+
+    `space` maps the K columns to ImageNet-1k indices (None: column = index).
+    """
+    log_probs = torch.log_softmax(logits.float(), dim=1)
+    probs = log_probs.exp()
+    entropy = -(probs * log_probs).sum(dim=1)
+    top_prob, top_idx = probs.topk(topk, dim=1)
+    if space is not None:
+        top_idx = space[top_idx]
+    return {"top_idx": top_idx, "top_prob": top_prob, "entropy": entropy}
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -171,13 +185,7 @@ class CropClassifier:
     def launch(self, batch: torch.Tensor) -> PendingBatch:
         """Start classifying a (B, H, W, 3) uint8 batch; on CUDA nothing waits for the GPU."""
         logits = self.logits(batch)
-        log_probs = torch.log_softmax(logits, dim=1)
-        probs = log_probs.exp()
-        entropy = -(probs * log_probs).sum(dim=1)
-        top_prob, top_idx = probs.topk(self.topk, dim=1)
-        if self.space is not None:
-            top_idx = self.space[top_idx]
-        tensors = {"top_idx": top_idx, "top_prob": top_prob, "entropy": entropy}
+        tensors = logit_statistics(logits, self.topk, self.space)
         if self.keep_logits:
             tensors["logits"] = logits.to(torch.float16)
         if self.device.type != "cuda":

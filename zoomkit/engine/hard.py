@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from zoomkit import hardset, imagenet
-from zoomkit.engine.forward import BatchOutput
+from zoomkit.engine.forward import BatchOutput, PendingBatch, logit_statistics
 from zoomkit.engine.oracle import Progress, RunOptions, run_key
 from zoomkit.engine.scoring import is_correct, pad_labels
 from zoomkit.engine.summary import summarize
 from zoomkit.errors import ZoomkitError
 from zoomkit.imaging import ImageError, decode_rgb
 from zoomkit.results import Results, open_results
-from zoomkit.results.writer import ResultsWriter, Rows, partial_path
+from zoomkit.results.writer import ResultsWriter, Rows, check_same_run, partial_path
 from zoomkit.specs import CropSpec, CropStrategy, Dataset, LoadedModel
 
 PREPROCESS = "preprocess"  # the crop-strategy name recorded for 1-crop runs with the model's own transform
@@ -120,13 +120,7 @@ def _items(dataset: Dataset, transform: Callable[[Any], torch.Tensor], start: in
 
 def batch_output(logits: torch.Tensor, topk: int) -> BatchOutput:
     """Per-image statistics of (B, K) logits over all K classes (as the oracle stores them per crop)."""
-    log_probs = torch.log_softmax(logits.float(), dim=1)
-    probs = log_probs.exp()
-    entropy = -(probs * log_probs).sum(dim=1)
-    top_prob, top_idx = probs.topk(topk, dim=1)
-    top_idx, top_prob = top_idx.cpu().numpy(), top_prob.cpu().numpy()
-    return BatchOutput(top1=top_idx[:, 0].copy(), confidence=top_prob[:, 0].copy(),
-                       entropy=entropy.cpu().numpy(), topk_index=top_idx, topk_prob=top_prob, logits=None)
+    return PendingBatch({k: v.cpu() for k, v in logit_statistics(logits, topk).items()}, None).result()
 
 
 def run_eval(model: LoadedModel, device: torch.device, dataset: Dataset, path: Path, options: EvalOptions,
@@ -148,7 +142,8 @@ def run_eval(model: LoadedModel, device: torch.device, dataset: Dataset, path: P
         if options.resume:
             with open_results(path) as done:
                 if done.complete:
-                    _check_same_run(path, done.attrs.get("run_key", "{}"), key)
+                    check_same_run(path, done.attrs.get("run_key", "{}"), key,
+                                   "use another --out or pass --overwrite")
                     return path
         raise ZoomkitError(f"{path} exists; pass --resume to keep it or --overwrite to recompute it")
     if partial.exists() and not (options.resume or options.overwrite):
@@ -190,15 +185,6 @@ def run_eval(model: LoadedModel, device: torch.device, dataset: Dataset, path: P
         return writer.finish()
     finally:
         writer.close()
-
-
-def _check_same_run(path: Path, stored: str, key: dict[str, Any]) -> None:
-    """A finished file reused by --resume must come from the same run (same samples, model, options)."""
-    stored_key, expected = json.loads(stored), json.loads(json.dumps(key, sort_keys=True))
-    if stored_key != expected:
-        diff = sorted(k for k in set(stored_key) | set(expected) if stored_key.get(k) != expected.get(k))
-        raise ZoomkitError(f"{path} holds a different run (differs in: {', '.join(diff)}); "
-                           "use another --out or pass --overwrite")
 
 
 @torch.inference_mode()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from zoomkit.engine.pipeline import PreparedImage, prepared_images
 from zoomkit.engine.scoring import is_correct, pad_labels
 from zoomkit.errors import ZoomkitError
 from zoomkit.results import open_results
-from zoomkit.results.writer import ResultsWriter, Rows, partial_path
+from zoomkit.results.writer import ResultsWriter, Rows, check_same_run, partial_path
 from zoomkit.specs import CropStrategy, Dataset
 
 # Finished rows are written once half a second has passed since the last write, when 256 have piled up,
@@ -100,8 +101,8 @@ class _Slot:
 
 
 def results_name(model: str, dataset: str, strategy: str) -> str:
-    safe = model.replace("/", "_").replace(":", "_")
-    return f"{safe}__{dataset}__{strategy}.h5"
+    """`<model>__<dataset>__<strategy>.h5`, with path-unsafe characters (`/`, `:`, ...) replaced by `_`."""
+    return "__".join(re.sub(r"[^A-Za-z0-9._+-]", "_", part) for part in (model, dataset, strategy)) + ".h5"
 
 
 def group_size(batch_size: int, n_crops: int) -> int:
@@ -147,6 +148,7 @@ def run_layout(classifier: CropClassifier, dataset: Dataset, strategy: CropStrat
     label_width = max(1, max(len(v) for s in dataset.samples for v in s.labels.values()))
     attrs = {**options.attrs, "model": classifier.model.name, "weights": classifier.model.weights,
              "dataset": dataset.name, "data_root": dataset.root, "crop_strategy": strategy.name,
+             "crop_size": strategy.size, "grid": strategy.grid,
              "subset_mode": options.subset_mode, "multi_label": dataset.multi_label,
              "baseline_index": strategy.baseline_index, "n_total": len(dataset),
              "batch_size": options.batch_size, "seed": options.seed, "command": options.command,
@@ -168,13 +170,15 @@ def create_writer(path: Path, layout: RunLayout, dataset: Dataset, strategy: Cro
     )
 
 
-def check_existing(path: Path, options: RunOptions) -> bool:
-    """True when a finished `path` can be reused (`--resume`); raises when it would be clobbered."""
+def check_existing(path: Path, options: RunOptions, key: dict[str, Any]) -> bool:
+    """True when a finished `path` of this same run can be reused (`--resume`); raises otherwise."""
     partial = partial_path(path)
     if path.exists() and not options.overwrite:
         if options.resume:
             with open_results(path) as done:
                 if done.complete:
+                    check_same_run(path, done.attrs.get("run_key", "{}"), key,
+                                   "use another --out or pass --overwrite")
                     return True
         raise ZoomkitError(f"{path} exists; pass --resume to keep it or --overwrite to recompute it")
     if partial.exists() and not (options.resume or options.overwrite):
@@ -191,7 +195,10 @@ def run_oracle(classifier: CropClassifier, dataset: Dataset, strategy: CropStrat
     the file then holds those rows and records the shard in its run key and attributes.
     """
     path = Path(path)
-    if check_existing(path, options):
+    layout = run_layout(classifier, dataset, strategy, options)
+    start, stop = shard if shard is not None else (0, len(dataset))
+    extra = {"shard": [start, stop]} if shard is not None else None
+    if check_existing(path, options, {**layout.key, **(extra or {})}):
         return path
     partial = partial_path(path)
     if options.overwrite:
@@ -201,11 +208,8 @@ def run_oracle(classifier: CropClassifier, dataset: Dataset, strategy: CropStrat
     torch.manual_seed(options.seed)
     if classifier.device.type == "cpu":
         tune_cpu_allocator()
-    layout = run_layout(classifier, dataset, strategy, options)
-    start, stop = shard if shard is not None else (0, len(dataset))
     if start % group_size(options.batch_size, len(strategy.crops)) and start != stop:
         raise ValueError(f"shard start {start} is not on a group boundary")
-    extra = {"shard": [start, stop]} if shard is not None else None
     if options.resume and partial.exists():
         writer = ResultsWriter.resume(path, {**layout.key, **(extra or {})})
     else:

@@ -51,6 +51,14 @@ class Rows:
         return len(self.ids)
 
 
+def check_same_run(path: Path, stored: str, expected: Mapping[str, Any], fix: str) -> None:
+    """Raise a one-line error naming the differing keys when a file's stored run key is not `expected`."""
+    stored_key, wanted = json.loads(stored), json.loads(json.dumps(expected, sort_keys=True))
+    if stored_key != wanted:
+        diff = sorted(k for k in set(stored_key) | set(wanted) if stored_key.get(k) != wanted.get(k))
+        raise ZoomkitError(f"{path} was written by a different run (differs in: {', '.join(diff)}); {fix}")
+
+
 def partial_path(path: Path) -> Path:
     return path.with_name(path.name + schema.PARTIAL_SUFFIX)
 
@@ -139,16 +147,11 @@ class ResultsWriter:
             handle = h5py.File(partial, "r+", libver="latest")
         except OSError as exc:
             raise ZoomkitError(f"cannot reopen {partial} to resume ({exc}); delete it to start over") from None
-        stored = json.loads(handle.attrs["run_key"])
-        expected = json.loads(json.dumps(run_key, sort_keys=True))
-        if stored != expected:
-            diff = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
+        try:
+            check_same_run(partial, handle.attrs.get("run_key", "{}"), run_key,
+                           "use the same options, or --overwrite to start over")
+        finally:
             handle.close()
-            raise ZoomkitError(
-                f"{partial} was written by a different run (differs in: {', '.join(diff)}); "
-                "use the same options or delete it"
-            )
-        handle.close()
         writer = cls(Path(path))
         with writer._open() as f:
             writer._truncate(f)
