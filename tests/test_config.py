@@ -248,3 +248,15 @@ def test_sample_offline_example_is_valid(run_cli):
     assert result.exit_code == 0, result.output
     (run,) = json.loads(result.stdout)["runs"]
     assert (run["model"], run["dataset"], run["root_status"]) == ("efficientnet-lite0", "sample", "shipped")
+
+
+def test_batch_size_auto_in_a_config(tmp_path, run_cli, tiny_model, sample_manifest):
+    """`batch_size: auto` is accepted from YAML as on the command line (64 on CPU)."""
+    config = tmp_path / "run.yaml"
+    config.write_text(f"models: [{tiny_model}]\ndatasets: [{{name: manifest, data_root: {sample_manifest(n=1)}}}]\n"
+                      f"crops: center\nbatch_size: auto\nout: {tmp_path / 'out'}\n")
+    result = run_cli("oracle", "--config", config, "-j", "0", "--json")
+    assert result.exit_code == 0, result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_size: lots\n")
+    assert run_cli("oracle", "--config", bad).exit_code == 2

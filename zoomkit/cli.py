@@ -48,7 +48,7 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
-class BatchSize(click.types.IntParamType):
+class BatchSize(click.ParamType):
     """A positive integer, or `auto` (probe the largest batch that fits on CUDA; 64 on CPU)."""
 
     name = "N|auto"

@@ -220,10 +220,7 @@ def build_memo(model: Any, options: Any, views: str = "augmix") -> Callable[...,
         return model_input(batch, model.mean, model.std, options.device, options.channels_last)
 
     def classify(image: Any, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, int]]:
-        if views == "augmix":
-            batch = augmix_views(image, rng, count, augmix)
-        else:
-            batch = rrc_views(image, rng, count, size)
+        batch = augmix_views(image, rng, count, augmix) if views == "augmix" else rrc_views(image, rng, count, size)
         center = center_view(image, size, model.crop_pct, options.center_interpolation)[None]
         logits = adapter(prepare(batch), prepare(center))
         return logits[0], {"forward": count + 1, "backward": count}
