@@ -139,7 +139,8 @@ def run_oracle_sharded(context: RunContext, classifier: CropClassifier, dataset:
     path = Path(path)
     if not context.distributed:
         return run_oracle(classifier, dataset, strategy, path, options, on_progress)
-    if check_existing(path, options, run_layout(classifier, dataset, strategy, options).key):
+    key = run_layout(classifier, dataset, strategy, options).key
+    if check_existing(path, key, resume=options.resume, overwrite=options.overwrite):
         return path
     group = group_size(options.batch_size, len(strategy.crops))
     start, stop = shard_range(len(dataset), group, context.rank, context.world_size)

@@ -22,13 +22,13 @@ import torch
 
 from zoomkit import hardset, imagenet
 from zoomkit.engine.forward import BatchOutput, PendingBatch, logit_statistics
-from zoomkit.engine.oracle import Progress, RunOptions, run_key
+from zoomkit.engine.oracle import Progress, RunOptions, check_existing, run_key
 from zoomkit.engine.scoring import is_correct, pad_labels
 from zoomkit.engine.summary import summarize
 from zoomkit.errors import ZoomkitError
 from zoomkit.imaging import ImageError, decode_rgb
 from zoomkit.results import Results, open_results
-from zoomkit.results.writer import ResultsWriter, Rows, check_same_run, partial_path
+from zoomkit.results.writer import ResultsWriter, Rows, partial_path
 from zoomkit.specs import CropSpec, CropStrategy, Dataset, LoadedModel
 
 PREPROCESS = "preprocess"  # the crop-strategy name recorded for 1-crop runs with the model's own transform
@@ -138,16 +138,8 @@ def run_eval(model: LoadedModel, device: torch.device, dataset: Dataset, path: P
     key = run_key(model.name, model.weights, dataset, strategy,
                   RunOptions(batch_size=options.batch_size, topk=topk, subset_mode="full"), dtype)
     key["preprocess"] = repr(transform)
-    if path.exists() and not options.overwrite:
-        if options.resume:
-            with open_results(path) as done:
-                if done.complete:
-                    check_same_run(path, done.attrs.get("run_key", "{}"), key,
-                                   "use another --out or pass --overwrite")
-                    return path
-        raise ZoomkitError(f"{path} exists; pass --resume to keep it or --overwrite to recompute it")
-    if partial.exists() and not (options.resume or options.overwrite):
-        raise ZoomkitError(f"unfinished run {partial} found; pass --resume to continue it or --overwrite")
+    if check_existing(path, key, resume=options.resume, overwrite=options.overwrite):
+        return path
     if options.overwrite:
         path.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)

@@ -170,18 +170,18 @@ def create_writer(path: Path, layout: RunLayout, dataset: Dataset, strategy: Cro
     )
 
 
-def check_existing(path: Path, options: RunOptions, key: dict[str, Any]) -> bool:
+def check_existing(path: Path, key: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
     """True when a finished `path` of this same run can be reused (`--resume`); raises otherwise."""
     partial = partial_path(path)
-    if path.exists() and not options.overwrite:
-        if options.resume:
+    if path.exists() and not overwrite:
+        if resume:
             with open_results(path) as done:
                 if done.complete:
                     check_same_run(path, done.attrs.get("run_key", "{}"), key,
                                    "use another --out or pass --overwrite")
                     return True
         raise ZoomkitError(f"{path} exists; pass --resume to keep it or --overwrite to recompute it")
-    if partial.exists() and not (options.resume or options.overwrite):
+    if partial.exists() and not (resume or overwrite):
         raise ZoomkitError(f"unfinished run {partial} found; pass --resume to continue it or --overwrite")
     return False
 
@@ -198,7 +198,7 @@ def run_oracle(classifier: CropClassifier, dataset: Dataset, strategy: CropStrat
     layout = run_layout(classifier, dataset, strategy, options)
     start, stop = shard if shard is not None else (0, len(dataset))
     extra = {"shard": [start, stop]} if shard is not None else None
-    if check_existing(path, options, {**layout.key, **(extra or {})}):
+    if check_existing(path, {**layout.key, **(extra or {})}, resume=options.resume, overwrite=options.overwrite):
         return path
     partial = partial_path(path)
     if options.overwrite:
