@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from zoomkit.builtin import selection_rules as rules
+from zoomkit.errors import ZoomkitError
 from zoomkit.hookspecs import hookimpl
 from zoomkit.results import open_results
 from zoomkit.results.reader import CropView
@@ -219,3 +220,48 @@ def test_any_plugin_rule_becomes_a_zoom_method(run_cli, setup, register_plugin):
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["method"] == "zoom-first-crop" and row["forward_per_image"] == 3
+
+
+def test_tta_resume_equals_uninterrupted(tmp_path, tiny_model, sample_manifest, zoomkit_host):
+    """A TTA run stopped after its first image and resumed writes the same rows as one uninterrupted run."""
+    import h5py
+
+    from zoomkit import components
+    from zoomkit.engine.tta import TTAOptions, resolve_methods, run_tta
+
+    data = components.open_dataset("manifest", sample_manifest(n=3))
+    specs = resolve_methods(["baseline", "memo-rrc", "zoom-max-confidence"])
+
+    def options():
+        return TTAOptions(augmentations=4, crops=components.crop_strategy("center"), seed=3)
+
+    full = run_tta(components.load_model(tiny_model), data, specs, options(), tmp_path / "a" / "r.h5")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(progress):
+        if progress.done == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_tta(components.load_model(tiny_model), data, specs, options(), tmp_path / "b" / "r.h5",
+                on_progress=stop_after_first)
+    with h5py.File(tmp_path / "b" / "r.h5.partial") as f:
+        assert f.attrs["committed"] == 1
+    with pytest.raises(ZoomkitError, match="--resume"):
+        run_tta(components.load_model(tiny_model), data, specs, options(), tmp_path / "b" / "r.h5")
+    resumed = run_tta(components.load_model(tiny_model), data, specs, options(), tmp_path / "b" / "r.h5",
+                      resume=True)
+
+    def arrays(path):
+        out = {}
+        with h5py.File(path) as f:
+            f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                         if isinstance(obj, h5py.Dataset) and not name.endswith("/ms") else None)
+        return out
+
+    expected, got = arrays(full), arrays(resumed)
+    assert expected.keys() == got.keys()
+    for name, array in expected.items():
+        np.testing.assert_array_equal(got[name], array, err_msg=name)

@@ -46,6 +46,7 @@ def make_command() -> click.Command:
     @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path(DEFAULT_OUT),
                   show_default=True, help="Folder for the results file.")
     @click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
+    @click.option("--resume", is_flag=True, help="Continue an unfinished run of the same options.")
     @click.option("--from", "from_path", type=click.Path(dir_okay=False, path_type=Path),
                   help="Offline: apply --rule to a stored `zoomkit oracle` results file.")
     @click.option("--rule", "rules", multiple=True,
@@ -53,8 +54,8 @@ def make_command() -> click.Command:
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON list to stdout.")
     @model_options
     def tta(model, dataset, data_root, methods, crops_name, augmentations, prior_strength, optimizer, lr,
-            center_interpolation, batch_size, subset_mode, limit, out, overwrite, from_path, rules, as_json,
-            weights, download, random_init, device, amp, channels_last, seed) -> None:
+            center_interpolation, batch_size, subset_mode, limit, out, overwrite, resume, from_path, rules,
+            as_json, weights, download, random_init, device, amp, channels_last, seed) -> None:
         """Test-time augmentation: zoom TTA, MEMO and MEMO+RRC on accuracy and cost (paper §5).
 
         \b
@@ -71,15 +72,17 @@ def make_command() -> click.Command:
                 "--rule applies to stored results: add --from RESULTS.h5, or use --method zoom-RULE")
         _live(model or DEFAULT_MODEL, dataset or DEFAULT_DATASET, data_root, methods or DEFAULT_METHODS,
               crops_name, augmentations, prior_strength, optimizer, lr, center_interpolation, batch_size,
-              subset_mode, limit, out, overwrite, as_json, weights, download, random_init, device, amp,
-              channels_last, seed)
+              subset_mode, limit, out, overwrite, resume, as_json, weights, download, random_init, device,
+              amp, channels_last, seed)
 
     return tta
 
 
 def _live(model_name, dataset, data_root, methods, crops_name, augmentations, prior_strength, optimizer, lr,
-          center_interpolation, batch_size, subset_mode, limit, out, overwrite, as_json, weights, download,
-          random_init, device, amp, channels_last, seed) -> None:
+          center_interpolation, batch_size, subset_mode, limit, out, overwrite, resume, as_json, weights,
+          download, random_init, device, amp, channels_last, seed) -> None:
+    import torch
+
     from zoomkit import components
     from zoomkit.cli import _version_attrs
     from zoomkit.console import progress_reporter
@@ -91,6 +94,7 @@ def _live(model_name, dataset, data_root, methods, crops_name, augmentations, pr
     strategy = components.crop_strategy(crops_name)
     data = components.open_dataset(dataset, data_root, limit)
     dev = resolve_device(device)
+    torch.manual_seed(seed)  # random-init weights depend on the seed alone
     model = components.load_model(model_name, weights=weights, allow_download=download,
                                   random_init=random_init, device=str(dev))
     options = TTAOptions(
@@ -103,7 +107,7 @@ def _live(model_name, dataset, data_root, methods, crops_name, augmentations, pr
     attrs = {**_version_attrs(), "command": shlex.join(["zoomkit", *sys.argv[1:]]),
              "subset_mode": subset_mode}
     with progress_reporter(f"tta {model_name} on {data.name}", len(data)) as report:
-        run_tta(model, data, specs, options, path, attrs, overwrite, report)
+        run_tta(model, data, specs, options, path, attrs, overwrite, report, resume=resume)
     _print(summarize_tta(path), as_json, f"TTA: {model_name} on {data.name} ({path})", "method")
 
 

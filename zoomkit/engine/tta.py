@@ -12,6 +12,7 @@ Offline (`evaluate_rules`): selection rules applied to a stored `zoomkit oracle`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import time
 import zlib
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoomkit.engine.oracle import Progress
+from zoomkit.engine.oracle import Progress, results_name
 from zoomkit.engine.scoring import is_correct, pad_labels
 from zoomkit.errors import ZoomkitError
 from zoomkit.imaging import ImageError, decode_rgb
@@ -144,37 +145,55 @@ def prepare_module(model: LoadedModel, options: TTAOptions, warm_up: bool = True
 
 
 def tta_results_name(model: str, dataset: str) -> str:
-    safe = model.replace("/", "_").replace(":", "_")
-    return f"{safe}__{dataset}__tta.h5"
+    return results_name(model, dataset, "tta")
 
 
 def run_tta(model: LoadedModel, dataset: Dataset, methods: Sequence[TTAMethod], options: TTAOptions,
             path: Path, attrs: dict[str, Any] | None = None, overwrite: bool = False,
-            on_progress: Callable[[Progress], None] | None = None) -> Path:
-    """Every method on every image of `dataset`, streamed to `path` (via `path.partial`)."""
+            on_progress: Callable[[Progress], None] | None = None, resume: bool = False) -> Path:
+    """Every method on every image of `dataset`, streamed to `path` (via `path.partial`).
+
+    Each image's randomness depends only on (seed, image index, method), so `resume=True` continues a
+    killed run exactly where its committed rows end.
+    """
     path = Path(path)
-    if (path.exists() or partial_path(path).exists()) and not overwrite:
+    label_width = max(1, max(len(v) for s in dataset.samples for v in s.labels.values()))
+    run_attrs = {"model": model.name, "weights": model.weights, "dataset": dataset.name,
+                 "data_root": dataset.root, "n_total": len(dataset), "seed": options.seed,
+                 "augmentations": options.augmentations, "prior_strength": options.prior_strength,
+                 "optimizer": options.optimizer, "crop_strategy": options.crops.name if options.crops else "",
+                 "center_interpolation": options.center_interpolation, "device": str(options.device),
+                 "dtype": "bfloat16" if options.amp else "float32", "multi_label": dataset.multi_label}
+    space = options.label_space
+    samples = hashlib.sha1("\n".join(s.id for s in dataset.samples).encode()).hexdigest()
+    key = {**{k: v for k, v in run_attrs.items() if k not in ("device", "data_root")},
+           "methods": [m.name for m in methods], "samples_sha1": samples, "lr": options.lr,
+           "batch_size": options.batch_size, "label_space": None if space is None else [int(v) for v in space]}
+    if path.exists() and not overwrite:
         raise ZoomkitError(f"{path} exists; pass --overwrite to recompute it or -o to write elsewhere")
-    path.unlink(missing_ok=True)
-    partial_path(path).unlink(missing_ok=True)
+    resuming = resume and partial_path(path).exists() and not overwrite
+    if partial_path(path).exists() and not (resuming or overwrite):
+        raise ZoomkitError(f"unfinished run {partial_path(path)} found; pass --resume to continue it "
+                           "or --overwrite")
+    if not resuming:
+        path.unlink(missing_ok=True)
+        partial_path(path).unlink(missing_ok=True)
     prepare_module(model, options)
     built = [(m.name, m.build(model, options)) for m in methods]
-    space = options.label_space
-    label_width = max(1, max(len(v) for s in dataset.samples for v in s.labels.values()))
-    writer = TTAWriter.create(
-        path,
-        attrs={**(attrs or {}), "model": model.name, "weights": model.weights, "dataset": dataset.name,
-               "data_root": dataset.root, "n_total": len(dataset), "seed": options.seed,
-               "augmentations": options.augmentations, "prior_strength": options.prior_strength,
-               "optimizer": options.optimizer, "crop_strategy": options.crops.name if options.crops else "",
-               "center_interpolation": options.center_interpolation, "device": str(options.device),
-               "dtype": "bfloat16" if options.amp else "float32", "multi_label": dataset.multi_label},
-        methods=[name for name, _ in built], label_sets=dataset.label_sets, label_width=label_width,
-        arrays={"label_space": space if space is not None else np.arange(model.num_classes, dtype=np.int64)},
-    )
+    if resuming:
+        writer = TTAWriter.resume(path, key)
+    else:
+        writer = TTAWriter.create(
+            path, attrs={**(attrs or {}), **run_attrs}, run_key=key,
+            methods=[name for name, _ in built], label_sets=dataset.label_sets, label_width=label_width,
+            arrays={"label_space": space if space is not None else np.arange(model.num_classes, dtype=np.int64)},
+        )
+    first = writer.committed
     start, passes = time.perf_counter(), 0
     try:
         for index, sample in enumerate(dataset.samples):
+            if index < first:
+                continue
             labels = {name: pad_labels([sample.labels.get(name, ())], label_width)
                       for name in dataset.label_sets}
             error, image = "", None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 
 from zoomkit.engine.bias import BiasGrid
@@ -44,8 +46,10 @@ def zoom_rich_table(collected: Collected) -> Table:
 
 def skipped_table(collected: Collected) -> Table:
     table = Table(title="results files left out")
-    table.add_column("file")
-    table.add_column("reason")
+    table.add_column("file", no_wrap=True)  # the name stays whole; its folder may wrap
+    table.add_column("folder", overflow="fold")
+    table.add_column("reason", overflow="fold")
     for s in collected.skipped:
-        table.add_row(s.path, s.reason)
+        path = Path(s.path)
+        table.add_row(path.name, str(path.parent), s.reason)
     return table

@@ -63,84 +63,60 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + schema.PARTIAL_SUFFIX)
 
 
-class ResultsWriter:
-    """Append-only writer of one (model, dataset, crop strategy) run."""
+class RowStore:
+    """An append-only HDF5 file of per-sample rows: create, resume, append, finish.
+
+    Subclasses lay out their datasets in `create`; every dataset whose first axis is unlimited is a
+    row column, cut back to `committed` on resume.
+    """
+
+    FORMAT = schema.FORMAT
+    FORMAT_VERSION = schema.FORMAT_VERSION
 
     def __init__(self, path: Path):
-        self.path = path
-        self.partial = partial_path(path)
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
 
     @contextlib.contextmanager
     def _open(self, mode: str = "r+") -> Iterator[h5py.File]:
         with h5py.File(self.partial, mode, libver="latest") as handle:
             yield handle
 
-    # ------------------------------------------------------------------------------------ creation
     @classmethod
-    def create(
-        cls,
-        path: Path,
-        *,
-        attrs: Mapping[str, Any],
-        run_key: Mapping[str, Any],
-        crops: Sequence[CropSpec],
-        label_sets: Sequence[str],
-        label_width: int,
-        topk: int,
-        num_logits: int | None,
-        texts: Mapping[str, str | Sequence[str]] = {},
-        arrays: Mapping[str, np.ndarray] = {},
-    ) -> ResultsWriter:
-        path = Path(path)
+    def _new_file(cls, path: Path, attrs: Mapping[str, Any], run_key: Mapping[str, Any],
+                  label_sets: Sequence[str]) -> h5py.File:
+        """A fresh partial file holding the format, the run's attributes and key, nothing committed."""
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = h5py.File(partial_path(path), "w", libver="latest")
-        handle.attrs["format"] = schema.FORMAT
-        handle.attrs["format_version"] = schema.FORMAT_VERSION
+        handle.attrs["format"] = cls.FORMAT
+        handle.attrs["format_version"] = cls.FORMAT_VERSION
         for key, value in attrs.items():
             handle.attrs[key] = value
         handle.attrs["run_key"] = json.dumps(run_key, sort_keys=True)
         handle.attrs["committed"] = 0
         handle.attrs["complete"] = False
         handle.attrs["label_sets"] = json.dumps(list(label_sets))
+        return handle
 
-        table = handle.create_group(schema.CROPS_GROUP)
-        table["scale"] = np.array([c.scale for c in crops], dtype=np.int16)
-        table["row"] = np.array([c.row for c in crops], dtype=np.int8)
-        table["col"] = np.array([c.col for c in crops], dtype=np.int8)
-        table.create_dataset("label", data=[c.label for c in crops], dtype=_STR)
-        meta = handle.create_group(schema.META_GROUP)
+    @staticmethod
+    def _add_meta(handle: h5py.File, texts: Mapping[str, str | Sequence[str]],
+                  arrays: Mapping[str, np.ndarray]) -> None:
+        meta = handle.require_group(schema.META_GROUP)
         for name, text in texts.items():
             meta.create_dataset(name, data=text, dtype=_STR)
         for name, array in arrays.items():
             meta[name] = array
 
-        n_crops, chunk = len(crops), schema.SAMPLE_AXIS_CHUNK
-
-        def grow(name: str, tail: tuple[int, ...], dtype: Any, fill: Any = 0) -> None:
-            handle.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), chunks=(chunk, *tail),
-                                  dtype=dtype, fillvalue=fill)
-
+    @staticmethod
+    def _add_sample_columns(handle: h5py.File, label_sets: Sequence[str], label_width: int) -> None:
+        """samples/{id,source,origin,error} and labels/<set>, the rows every results file has."""
         for name in ("samples/id", "samples/source", "samples/origin", "samples/error"):
             handle.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(256,), dtype=_STR)
-        grow("samples/width", (), np.int32)
-        grow("samples/height", (), np.int32)
         for name in label_sets:
-            grow(f"{schema.LABELS_GROUP}/{name}", (label_width,), np.int32, schema.LABEL_PAD)
-            grow(f"{schema.CORRECT_GROUP}/{name}", (n_crops,), bool, False)
-        grow("predictions/top1", (n_crops,), np.int16, -1)
-        grow("predictions/confidence", (n_crops,), np.float32)
-        grow("predictions/entropy", (n_crops,), np.float32)
-        grow("predictions/topk_index", (n_crops, topk), np.int16, -1)
-        grow("predictions/topk_prob", (n_crops, topk), np.float32)
-        if num_logits:
-            handle.create_dataset(schema.LOGITS, shape=(0, n_crops, num_logits),
-                                  maxshape=(None, n_crops, num_logits), chunks=(1, n_crops, num_logits),
-                                  dtype=np.float16)
-        handle.close()
-        return cls(path)
+            grow(handle, f"{schema.LABELS_GROUP}/{name}", (label_width,), np.int32, schema.LABEL_PAD)
 
     @classmethod
-    def resume(cls, path: Path, run_key: Mapping[str, Any]) -> ResultsWriter:
+    def resume(cls, path: Path, run_key: Mapping[str, Any]) -> Any:
         """Reopen `<path>.partial`, checking that it belongs to the same run."""
         partial = partial_path(Path(path))
         try:
@@ -179,24 +155,8 @@ class ResultsWriter:
 
         f.visititems(visit)
 
-    def append(self, rows: Rows) -> None:
-        """Write a block of finished samples, flush, then commit them."""
-        m = len(rows)
-        if m == 0:
-            return
-        columns: dict[str, Any] = {
-            "samples/id": rows.ids, "samples/source": rows.sources, "samples/origin": rows.origins,
-            "samples/error": rows.errors, "samples/width": rows.widths, "samples/height": rows.heights,
-            "predictions/top1": rows.top1, "predictions/confidence": rows.confidence,
-            "predictions/entropy": rows.entropy, "predictions/topk_index": rows.topk_index,
-            "predictions/topk_prob": rows.topk_prob,
-        }
-        for name, array in rows.labels.items():
-            columns[f"{schema.LABELS_GROUP}/{name}"] = array
-        for name, array in rows.correct.items():
-            columns[f"{schema.CORRECT_GROUP}/{name}"] = array
-        if rows.logits is not None:
-            columns[schema.LOGITS] = rows.logits
+    def append_columns(self, columns: Mapping[str, Any], m: int) -> None:
+        """Append `m` rows to each named column, flush, then commit them."""
         with self._open() as f:
             start = int(f.attrs["committed"])
             for name, values in columns.items():
@@ -223,7 +183,79 @@ class ResultsWriter:
         """Nothing stays open between writes; kept so callers can always close."""
 
 
+class ResultsWriter(RowStore):
+    """Append-only writer of one (model, dataset, crop strategy) oracle run."""
+
+    # ------------------------------------------------------------------------------------ creation
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        *,
+        attrs: Mapping[str, Any],
+        run_key: Mapping[str, Any],
+        crops: Sequence[CropSpec],
+        label_sets: Sequence[str],
+        label_width: int,
+        topk: int,
+        num_logits: int | None,
+        texts: Mapping[str, str | Sequence[str]] = {},
+        arrays: Mapping[str, np.ndarray] = {},
+    ) -> ResultsWriter:
+        path = Path(path)
+        handle = cls._new_file(path, attrs, run_key, label_sets)
+        table = handle.create_group(schema.CROPS_GROUP)
+        table["scale"] = np.array([c.scale for c in crops], dtype=np.int16)
+        table["row"] = np.array([c.row for c in crops], dtype=np.int8)
+        table["col"] = np.array([c.col for c in crops], dtype=np.int8)
+        table.create_dataset("label", data=[c.label for c in crops], dtype=_STR)
+        cls._add_meta(handle, texts, arrays)
+        cls._add_sample_columns(handle, label_sets, label_width)
+        n_crops = len(crops)
+        grow(handle, "samples/width", (), np.int32)
+        grow(handle, "samples/height", (), np.int32)
+        for name in label_sets:
+            grow(handle, f"{schema.CORRECT_GROUP}/{name}", (n_crops,), bool, False)
+        grow(handle, "predictions/top1", (n_crops,), np.int16, -1)
+        grow(handle, "predictions/confidence", (n_crops,), np.float32)
+        grow(handle, "predictions/entropy", (n_crops,), np.float32)
+        grow(handle, "predictions/topk_index", (n_crops, topk), np.int16, -1)
+        grow(handle, "predictions/topk_prob", (n_crops, topk), np.float32)
+        if num_logits:
+            handle.create_dataset(schema.LOGITS, shape=(0, n_crops, num_logits),
+                                  maxshape=(None, n_crops, num_logits), chunks=(1, n_crops, num_logits),
+                                  dtype=np.float16)
+        handle.close()
+        return cls(path)
+
+    def append(self, rows: Rows) -> None:
+        """Write a block of finished samples, flush, then commit them."""
+        m = len(rows)
+        if m == 0:
+            return
+        columns: dict[str, Any] = {
+            "samples/id": rows.ids, "samples/source": rows.sources, "samples/origin": rows.origins,
+            "samples/error": rows.errors, "samples/width": rows.widths, "samples/height": rows.heights,
+            "predictions/top1": rows.top1, "predictions/confidence": rows.confidence,
+            "predictions/entropy": rows.entropy, "predictions/topk_index": rows.topk_index,
+            "predictions/topk_prob": rows.topk_prob,
+        }
+        for name, array in rows.labels.items():
+            columns[f"{schema.LABELS_GROUP}/{name}"] = array
+        for name, array in rows.correct.items():
+            columns[f"{schema.CORRECT_GROUP}/{name}"] = array
+        if rows.logits is not None:
+            columns[schema.LOGITS] = rows.logits
+        self.append_columns(columns, m)
+
+
 COPY_BLOCK_BYTES = 32 * 2**20  # at most this much of a dataset in memory while finishing
+
+
+def grow(handle: h5py.File, name: str, tail: tuple[int, ...], dtype: Any, fill: Any = 0) -> None:
+    """An empty row column: unlimited first axis, chunked along it."""
+    handle.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail),
+                          chunks=(schema.SAMPLE_AXIS_CHUNK, *tail), dtype=dtype, fillvalue=fill)
 
 
 def _copy_compressed(out: h5py.File, name: str, obj: Any) -> None:
