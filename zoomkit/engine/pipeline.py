@@ -140,10 +140,3 @@ def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float],
         chunk.div_(255.0).sub_(m).div_(s)
     x = result.view(b, h, w, c).permute(0, 3, 1, 2)  # channels_last strides
     return x if channels_last else x.contiguous()
-
-
-def normalize_numpy(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Reference of :func:`normalize` in numpy (used by tests and the crops command)."""
-    x = crops.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
-    return (x - np.asarray(mean, np.float32)[None, :, None, None]) / np.asarray(std, np.float32)[
-        None, :, None, None]

@@ -9,12 +9,6 @@ PARTIAL_SUFFIX = ".partial"
 SAMPLE_AXIS_CHUNK = 16  # rows per chunk along the sample axis
 LABEL_PAD = -1  # label lists are padded with -1
 
-# Per-sample datasets (first axis = sample).
-SAMPLE_FIELDS = ("samples/id", "samples/source", "samples/origin", "samples/error",
-                 "samples/width", "samples/height")
-# Per-crop datasets (sample, crop, ...).
-PREDICTION_FIELDS = ("predictions/top1", "predictions/confidence", "predictions/entropy",
-                     "predictions/topk_index", "predictions/topk_prob")
 LOGITS = "predictions/logits"
 CROPS_GROUP = "crops"  # crops/scale, crops/row, crops/col, crops/label: the crop table, stored once
 LABELS_GROUP = "labels"  # labels/<set>: (N, L) int32, padded with -1
